@@ -1,0 +1,60 @@
+"""DPR's answer matching: does a passage contain an answer?
+
+`string` mode (DPR's default): the answer's token sequence occurs in the passage's token sequence,
+after Unicode NFD normalisation, lowercasing and DPR's `SimpleTokenizer` (runs of letters, digits
+and marks, or any single other non-space character). `regex` mode (CuratedTREC): the answer is a
+regular expression searched, case-insensitively, in the NFD-normalised passage text.
+"""
+from __future__ import annotations
+
+import functools
+import unicodedata
+
+import regex
+
+_TOKEN = regex.compile(r"([\p{L}\p{N}\p{M}]+)|([^\p{Z}\p{C}])",
+                       flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
+MATCH_MODES = ("string", "regex")
+
+
+def normalize(text: str) -> str:
+  return unicodedata.normalize("NFD", text)
+
+
+def tokens(text: str) -> list[str]:
+  """DPR's SimpleTokenizer, uncased: 'Röntgen, 1901.' -> ['röntgen', ',', '1901', '.'] (NFD)."""
+  return [m.group().lower() for m in _TOKEN.finditer(normalize(text))]
+
+
+@functools.lru_cache(maxsize=65536)
+def _answer_tokens(answer: str) -> tuple[str, ...]:
+  return tuple(tokens(answer))
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(pattern: str):
+  try:
+    return regex.compile(pattern, flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
+  except regex.error:
+    return None
+
+
+def has_answer_tokens(answers, words: list[str]) -> bool:
+  """`string` mode on a passage already split by `tokens` (saves re-tokenising a corpus)."""
+  for a in answers:
+    a = _answer_tokens(a)
+    n = len(a)
+    if n and any(words[i] == a[0] and tuple(words[i:i + n]) == a
+                 for i in range(len(words) - n + 1)):
+      return True
+  return False
+
+
+def has_answer(answers, text: str, mode: str = "string") -> bool:
+  """True if any of `answers` is found in `text` (DPR's `has_answer`)."""
+  if mode == "string":
+    return has_answer_tokens(answers, tokens(text))
+  if mode == "regex":
+    text = normalize(text)
+    return any((r := _compiled(a)) is not None and r.search(text) is not None for a in answers)
+  raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")

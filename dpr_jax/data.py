@@ -1,0 +1,256 @@
+"""DPR retriever training data: streaming readers, deterministic epochs, per-host batches.
+
+A training file is DPR's JSON list or JSON-lines (optionally .gz) of
+`{question, answers, positive_ctxs: [{title, text, passage_id?}], negative_ctxs, hard_negative_ctxs}`.
+Files are read record by record (DPR's NQ file is several GB). Records without a positive are
+skipped and counted, as DPR does; a malformed record is a `DataError` naming file and record.
+
+The order of an epoch is a pure function of (seed, epoch), and a batch a pure function of
+(seed, step): a run resumed at any step sees exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file and the record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Passage:
+  title: str
+  text: str
+  pid: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  question: str
+  answers: tuple[str, ...]
+  positives: tuple[Passage, ...]
+  hard_negatives: tuple[Passage, ...]
+  negatives: tuple[Passage, ...]
+
+
+def open_text(path) -> io.TextIOBase:
+  path = Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such file")
+  if path.suffix == ".gz":
+    return gzip.open(path, "rt", encoding="utf-8")
+  return open(path, encoding="utf-8")
+
+
+def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
+  """Streams the elements of a top-level JSON array without loading the file whole."""
+  dec = json.JSONDecoder()
+  buf, pos, n = f.read(1 << 20), 0, 0
+  pos = buf.index("[") + 1
+  while True:
+    while True:  # skip whitespace and commas, refilling the buffer as needed
+      while pos < len(buf) and buf[pos] in " \t\r\n,":
+        pos += 1
+      if pos < len(buf):
+        break
+      more = f.read(1 << 20)
+      if not more:
+        raise DataError(f"{path}: JSON array not closed after record {n}")
+      buf, pos = more, 0
+    if buf[pos] == "]":
+      return
+    while True:
+      try:
+        obj, end = dec.raw_decode(buf, pos)
+        break
+      except json.JSONDecodeError as e:
+        more = f.read(1 << 20)
+        if not more:
+          raise DataError(f"{path}: record {n + 1}: malformed JSON ({e.msg})") from e
+        buf, pos = buf[pos:] + more, 0
+    n += 1
+    yield n, obj
+    buf, pos = buf[end:], 0
+
+
+def iter_records(path) -> Iterator[tuple[int, object]]:
+  """(record number from 1, parsed JSON) for a JSON-list or JSON-lines file."""
+  with open_text(path) as f:
+    head = f.read(4096)
+    first = head.lstrip()[:1]
+    f.seek(0)
+    if first == "[":
+      yield from _iter_json_array(f, path)
+      return
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        yield n, json.loads(line)
+      except json.JSONDecodeError as e:
+        raise DataError(f"{path}: line {n}: malformed JSON ({e.msg})") from e
+
+
+def _passages(rec, key, where, required=False) -> tuple[Passage, ...]:
+  ctxs = rec.get(key, [] if not required else None)
+  if ctxs is None:
+    raise DataError(f"{where}: missing field {key!r}")
+  if not isinstance(ctxs, list):
+    raise DataError(f"{where}: field {key!r} must be a list, got {type(ctxs).__name__}")
+  out = []
+  for j, c in enumerate(ctxs):
+    if not isinstance(c, dict) or not isinstance(c.get("text"), str):
+      raise DataError(f"{where}: {key}[{j}] must be an object with a string 'text'")
+    if not c["text"].strip():
+      raise DataError(f"{where}: {key}[{j}] has an empty 'text'")
+    pid = c.get("passage_id", c.get("psg_id", c.get("id")))
+    out.append(Passage(str(c.get("title") or ""), c["text"], None if pid is None else str(pid)))
+  return tuple(out)
+
+
+def parse_example(rec, where: str, keep_negatives: int) -> Example | None:
+  """One DPR record -> Example (None when it has no positive). `where` names it in errors."""
+  if not isinstance(rec, dict):
+    raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+  q = rec.get("question")
+  if not isinstance(q, str) or not q.strip():
+    raise DataError(f"{where}: missing or empty string field 'question'")
+  answers = rec.get("answers", [])
+  if not isinstance(answers, list):
+    raise DataError(f"{where}: field 'answers' must be a list")
+  pos = _passages(rec, "positive_ctxs", where, required=True)
+  if not pos:
+    return None
+  return Example(q, tuple(str(a) for a in answers), pos,
+                 _passages(rec, "hard_negative_ctxs", where)[:keep_negatives],
+                 _passages(rec, "negative_ctxs", where)[:keep_negatives])
+
+
+@dataclasses.dataclass
+class Dataset:
+  path: str
+  examples: list[Example]
+  skipped_no_positive: int
+
+
+def load_dataset(path, keep_negatives: int = 8, max_examples: int | None = None) -> Dataset:
+  """Streams a DPR training file, keeping at most `keep_negatives` of each negative kind."""
+  examples, skipped = [], 0
+  for n, rec in iter_records(path):
+    ex = parse_example(rec, f"{path}: record {n}", keep_negatives)
+    if ex is None:
+      skipped += 1
+    else:
+      examples.append(ex)
+      if max_examples and len(examples) >= max_examples:
+        break
+  if not examples:
+    raise DataError(f"{path}: no usable example ({skipped} without a positive)")
+  return Dataset(str(path), examples, skipped)
+
+
+class TrainBatches:
+  """Deterministic global batches from one or several weighted datasets.
+
+  An epoch draws `round(weight * len)` examples from each dataset (without replacement while
+  weight <= 1; whole passes plus a remainder above it), shuffled together by (seed, epoch).
+  Each example contributes its question, one positive (the first, as DPR, unless
+  `shuffle_positives`), and `num_hard_negatives` passages: its hard negatives in a per-epoch
+  random order, then its other negatives, then positives of random other examples (counted in
+  `filled_negatives`) so that every batch has a fixed shape.
+  """
+
+  def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], global_batch: int,
+               num_hard_negatives: int, seed: int, shuffle_positives: bool = False):
+    if len(datasets) != len(weights):
+      raise ValueError(f"{len(datasets)} datasets but {len(weights)} weights")
+    self.datasets, self.weights = list(datasets), [float(w) for w in weights]
+    self.global_batch, self.num_hard_negatives = global_batch, num_hard_negatives
+    self.seed, self.shuffle_positives = seed, shuffle_positives
+    self.epoch_size = sum(int(round(w * len(d.examples))) for d, w in zip(datasets, weights))
+    self.steps_per_epoch = self.epoch_size // global_batch
+    if self.steps_per_epoch == 0:
+      raise ValueError(f"an epoch has {self.epoch_size} examples, fewer than the global batch "
+                       f"{global_batch}")
+    self._order_epoch, self._order = None, None
+    self.filled_negatives = 0
+
+  def epoch_order(self, epoch: int) -> np.ndarray:
+    """[epoch_size, 2] (dataset, example) pairs in this epoch's order."""
+    if self._order_epoch != epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      parts = []
+      for i, (d, w) in enumerate(zip(self.datasets, self.weights)):
+        n, count = len(d.examples), int(round(w * len(d.examples)))
+        idx = np.concatenate([rng.permutation(n) for _ in range(count // n)]
+                             + [rng.permutation(n)[: count % n]])
+        parts.append(np.stack([np.full(count, i), idx], axis=1))
+      order = np.concatenate(parts)
+      self._order, self._order_epoch = order[rng.permutation(len(order))], epoch
+    return self._order
+
+  def position(self, step: int) -> tuple[int, int]:
+    """Global step -> (epoch, batch index within the epoch)."""
+    return divmod(step, self.steps_per_epoch)
+
+  def _example_passages(self, epoch: int, ds: int, idx: int) -> list[Passage]:
+    ex = self.datasets[ds].examples[idx]
+    rng = np.random.default_rng([self.seed, epoch, ds, idx])
+    pos = ex.positives[rng.integers(len(ex.positives))] if self.shuffle_positives else ex.positives[0]
+    negs = [ex.hard_negatives[j] for j in rng.permutation(len(ex.hard_negatives))]
+    negs += [ex.negatives[j] for j in rng.permutation(len(ex.negatives))]
+    negs = negs[: self.num_hard_negatives]
+    examples = self.datasets[ds].examples
+    while len(negs) < self.num_hard_negatives:
+      other = examples[rng.integers(len(examples))]
+      if other is not ex:
+        negs.append(other.positives[0])
+        self.filled_negatives += 1
+    return [pos] + negs
+
+  def batch(self, step: int, process_index: int = 0, process_count: int = 1):
+    """This process's contiguous slice of global batch `step`: (questions, passages), with
+    passages question-major (1 + num_hard_negatives each)."""
+    if self.global_batch % process_count:
+      raise ValueError(f"global batch {self.global_batch} not divisible by {process_count} processes")
+    epoch, i = self.position(step)
+    order = self.epoch_order(epoch)[i * self.global_batch:(i + 1) * self.global_batch]
+    per = self.global_batch // process_count
+    questions, passages = [], []
+    for ds, idx in order[process_index * per:(process_index + 1) * per]:
+      questions.append(self.datasets[ds].examples[idx].question)
+      passages.extend(self._example_passages(epoch, int(ds), int(idx)))
+    return questions, passages
+
+
+def tokenize_batch(tokenizer, questions: Sequence[str], passages: Sequence[Passage],
+                   q_len: int, p_len: int) -> dict[str, np.ndarray]:
+  """-> {q_ids, q_mask: [b, q_len], p_ids, p_mask: [b*(1+H), p_len]} int32, fixed shapes."""
+  q = tokenizer.questions(questions, max_length=q_len)
+  p = tokenizer.passages([x.title for x in passages], [x.text for x in passages], max_length=p_len)
+  return {"q_ids": q["input_ids"], "q_mask": q["attention_mask"],
+          "p_ids": p["input_ids"], "p_mask": p["attention_mask"]}
+
+
+def validation_set(examples: Sequence[Example]):
+  """For DPR's average-rank validation: the questions, the distinct passages (positives and
+  hard negatives of all questions, by id or by text) and each question's positive index."""
+  passages, index = [], {}
+  def add(p):
+    key = p.pid or (p.title, p.text)
+    if key not in index:
+      index[key] = len(passages)
+      passages.append(p)
+    return index[key]
+  positive = np.array([add(ex.positives[0]) for ex in examples], np.int32)
+  for ex in examples:
+    for p in ex.hard_negatives:
+      add(p)
+  return [ex.question for ex in examples], passages, positive

@@ -1,0 +1,234 @@
+"""BERT in Flax NNX, and the DPR dual encoder built on it.
+
+The BERT here is the post-LayerNorm architecture of Devlin et al. (and of transformers'
+`BertModel`): word + position + token-type embeddings, LayerNorm, N layers of masked
+self-attention and an exact-GELU feed-forward block. Parameters are fp32; `dtype` sets the compute
+precision. Every parameter carries `logical_axes` metadata (e.g. `("embed", "mlp")`);
+`dpr_jax.sharding` maps those names to mesh axes, so this module never names a mesh axis.
+
+Dropout randomness is an explicit `dropout_rng` argument rather than NNX RNG state: the model is
+a pure function of (params, inputs, key), which exact resume and gradient caching rely on
+(re-encoding a sub-batch with the same key reproduces the same dropout masks).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+POOLINGS = ("cls", "mean")
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Architecture hyper-parameters; names follow transformers' `BertConfig` where they exist."""
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  layer_norm_eps: float = 1e-12
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  initializer_range: float = 0.02
+  hidden_act: str = "gelu"
+
+  @classmethod
+  def from_hf(cls, hf: dict[str, Any]) -> "BertConfig":
+    """From a Hugging Face `config.json` dict (BERT or DPR); unknown keys are ignored."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in hf.items() if k in names})
+
+  def to_hf(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @property
+  def head_dim(self) -> int:
+    return self.hidden_size // self.num_attention_heads
+
+
+def _init(std: float, axes: tuple[str | None, ...]):
+  return nnx.with_metadata(nnx.initializers.normal(std), logical_axes=axes)
+
+
+def _zeros(axes):
+  return nnx.with_metadata(nnx.initializers.zeros_init(), logical_axes=axes)
+
+
+def _ones(axes):
+  return nnx.with_metadata(nnx.initializers.ones_init(), logical_axes=axes)
+
+
+def dense(n_in: int, n_out: int, axes: tuple[str, str], cfg: BertConfig, dtype, rngs) -> nnx.Linear:
+  return nnx.Linear(n_in, n_out, kernel_init=_init(cfg.initializer_range, axes),
+                    bias_init=_zeros((axes[1],)), dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def layer_norm(cfg: BertConfig, rngs) -> nnx.LayerNorm:
+  # LayerNorm statistics and output in fp32 even under bf16 compute: BERT's residual stream
+  # is sensitive to it, and it is cheap.
+  return nnx.LayerNorm(cfg.hidden_size, epsilon=cfg.layer_norm_eps, dtype=jnp.float32,
+                       param_dtype=jnp.float32, scale_init=_ones(("embed",)),
+                       bias_init=_zeros(("embed",)), rngs=rngs)
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Inverted dropout; `rng=None` (evaluation) or `rate=0` is the identity."""
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+class SelfAttention(nnx.Module):
+  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs):
+    h = cfg.hidden_size
+    self.cfg, self.dtype = cfg, dtype
+    self.query = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
+    self.key = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
+    self.value = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, rng: jax.Array | None) -> jax.Array:
+    """x: [B, L, H]; mask: [B, L] (1 = token, 0 = padding) -> [B, L, H]."""
+    b, l, _ = x.shape
+    n, d = self.cfg.num_attention_heads, self.cfg.head_dim
+    q = self.query(x).reshape(b, l, n, d)
+    k = self.key(x).reshape(b, l, n, d)
+    v = self.value(x).reshape(b, l, n, d)
+    rate = self.cfg.attention_probs_dropout_prob
+    if rng is None or rate == 0.0:
+      # No dropout on the probabilities: the platform's fused attention (cuDNN flash attention
+      # on GPU) is usable.
+      out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
+    else:
+      scores = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32) / math.sqrt(d)
+      scores = jnp.where(mask[:, None, None, :] > 0, scores, jnp.finfo(jnp.float32).min)
+      probs = dropout(jax.nn.softmax(scores, axis=-1), rate, rng).astype(v.dtype)
+      out = jnp.einsum("bnqk,bknd->bqnd", probs, v)
+    return out.reshape(b, l, n * d)
+
+
+class Layer(nnx.Module):
+  """One post-LN transformer block, names as in transformers' `BertLayer`."""
+
+  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs):
+    h, f = cfg.hidden_size, cfg.intermediate_size
+    self.cfg, self.dtype = cfg, dtype
+    self.attention = SelfAttention(cfg, dtype, rngs)
+    self.attention_output = dense(h, h, ("heads", "embed"), cfg, dtype, rngs)
+    self.attention_norm = layer_norm(cfg, rngs)
+    self.intermediate = dense(h, f, ("embed", "mlp"), cfg, dtype, rngs)
+    self.output = dense(f, h, ("mlp", "embed"), cfg, dtype, rngs)
+    self.output_norm = layer_norm(cfg, rngs)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, rng: jax.Array | None) -> jax.Array:
+    """x: [B, L, H] fp32 residual stream -> [B, L, H] fp32."""
+    keys = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
+    p = self.cfg.hidden_dropout_prob
+    a = self.attention(x.astype(self.dtype), mask, keys[0])
+    x = self.attention_norm(x + dropout(self.attention_output(a), p, keys[1]))
+    f = jax.nn.gelu(self.intermediate(x.astype(self.dtype)), approximate=False)
+    return self.output_norm(x + dropout(self.output(f), p, keys[2]))
+
+
+class Bert(nnx.Module):
+  """BERT without the pooler. Returns the last hidden states, [B, L, H] in fp32."""
+
+  def __init__(self, cfg: BertConfig, *, dtype=jnp.float32, remat: bool = False,
+               rngs: nnx.Rngs):
+    self.cfg, self.dtype, self.remat = cfg, dtype, remat
+    std, h = cfg.initializer_range, cfg.hidden_size
+    embed = lambda n: nnx.Embed(n, h, embedding_init=_init(std, ("vocab", "embed")),
+                                dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
+    self.word_embeddings = embed(cfg.vocab_size)
+    self.position_embeddings = embed(cfg.max_position_embeddings)
+    self.token_type_embeddings = embed(cfg.type_vocab_size)
+    self.embeddings_norm = layer_norm(cfg, rngs)
+    self.layers = nnx.List([Layer(cfg, dtype, rngs) for _ in range(cfg.num_hidden_layers)])
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+               token_type_ids: jax.Array | None = None, *,
+               dropout_rng: jax.Array | None = None) -> jax.Array:
+    """input_ids, attention_mask, token_type_ids: [B, L] ints -> hidden states [B, L, H]."""
+    _, l = input_ids.shape
+    if l > self.cfg.max_position_embeddings:
+      raise ValueError(f"sequence length {l} exceeds max_position_embeddings "
+                       f"{self.cfg.max_position_embeddings}")
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(l))[None]
+         + self.token_type_embeddings(token_type_ids))
+    n = self.cfg.num_hidden_layers
+    rng = lambda i: None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+    x = dropout(self.embeddings_norm(x), self.cfg.hidden_dropout_prob, rng(n))
+    for i, layer in enumerate(self.layers):
+      if self.remat:
+        # Recompute each layer's activations in the backward pass: memory grows with one
+        # layer's activations instead of all of them.
+        gdef, st = nnx.split(layer)
+        x = jax.checkpoint(lambda s, h, m, k: nnx.merge(gdef, s)(h, m, k))(
+            st, x, attention_mask, rng(i))
+      else:
+        x = layer(x, attention_mask, rng(i))
+    return x
+
+
+def pool(hidden: jax.Array, attention_mask: jax.Array, pooling: str) -> jax.Array:
+  """hidden: [B, L, H], attention_mask: [B, L] -> [B, H]. `cls`: first token; `mean`: masked mean."""
+  if pooling == "cls":
+    return hidden[:, 0]
+  if pooling == "mean":
+    m = attention_mask.astype(hidden.dtype)[..., None]
+    return (hidden * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+  raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+
+
+class Encoder(nnx.Module):
+  """BERT + pooling (+ DPR's optional `encode_proj` projection): text -> one vector."""
+
+  def __init__(self, cfg: BertConfig, *, pooling: str = "cls", projection_dim: int = 0,
+               dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+    if pooling not in POOLINGS:
+      raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    self.pooling, self.projection_dim = pooling, projection_dim
+    self.bert = Bert(cfg, dtype=dtype, remat=remat, rngs=rngs)
+    self.projection = (dense(cfg.hidden_size, projection_dim, ("embed", "proj"), cfg,
+                             jnp.float32, rngs) if projection_dim else None)
+
+  @property
+  def dim(self) -> int:
+    return self.projection_dim or self.bert.cfg.hidden_size
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, *,
+               dropout_rng: jax.Array | None = None) -> jax.Array:
+    """input_ids, attention_mask: [B, L] -> embeddings [B, D] in fp32."""
+    h = self.bert(input_ids, attention_mask, dropout_rng=dropout_rng)
+    e = pool(h, attention_mask, self.pooling).astype(jnp.float32)
+    return self.projection(e) if self.projection is not None else e
+
+
+class DualEncoder(nnx.Module):
+  """DPR's bi-encoder: a question encoder and a passage encoder (one shared module if tied)."""
+
+  def __init__(self, question: Encoder, passage: Encoder | None = None):
+    self.question = question
+    # Tied encoders are one module referenced twice; NNX stores its parameters once.
+    self.passage = question if passage is None else passage
+
+  @property
+  def tied(self) -> bool:
+    return self.passage is self.question
+
+  def encode_questions(self, input_ids, attention_mask, *, dropout_rng=None) -> jax.Array:
+    """[B, Lq] -> [B, D]."""
+    return self.question(input_ids, attention_mask, dropout_rng=dropout_rng)
+
+  def encode_passages(self, input_ids, attention_mask, *, dropout_rng=None) -> jax.Array:
+    """[B, Lp] -> [B, D]."""
+    return self.passage(input_ids, attention_mask, dropout_rng=dropout_rng)

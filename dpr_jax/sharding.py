@@ -1,0 +1,75 @@
+"""The one module that names mesh axes.
+
+The mesh has a `data` axis (batch parallelism) and an `fsdp` axis (batch parallelism that also
+shards parameters, for models too large to replicate). Model code names logical axes only
+(`vocab`, `embed`, `heads`, `mlp`, `proj`); `LOGICAL_RULES` maps them here.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA, FSDP = "data", "fsdp"
+BATCH = (DATA, FSDP)  # a global batch is split over both axes
+LOGICAL_RULES = {"vocab": None, "embed": FSDP, "heads": None, "mlp": None, "proj": None}
+
+
+def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
+  """All devices (of every process) as a (data, fsdp) mesh; `fsdp` must divide the count."""
+  devices = jax.devices() if devices is None else devices
+  n = len(devices)
+  if fsdp < 1 or n % fsdp:
+    raise ValueError(f"fsdp={fsdp} must divide the number of devices ({n})")
+  return jax.make_mesh((n // fsdp, fsdp), BATCH, axis_types=(AxisType.Auto, AxisType.Auto),
+                       devices=devices)
+
+
+def batch_size_multiple(mesh: Mesh) -> int:
+  return mesh.shape[DATA] * mesh.shape[FSDP]
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (batch) dimension split over every device."""
+  return NamedSharding(mesh, P(BATCH))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def _spec(var: nnx.Variable, mesh: Mesh) -> P:
+  axes = var.get_metadata().get("logical_axes") or ()
+  shape = var.get_value().shape
+  spec = []
+  for dim, name in zip(shape, axes):
+    mesh_axis = LOGICAL_RULES.get(name)
+    # A dimension the axis does not divide stays replicated rather than failing.
+    ok = mesh_axis is not None and mesh.shape[mesh_axis] > 1 and dim % mesh.shape[mesh_axis] == 0
+    spec.append(mesh_axis if ok else None)
+  return P(*spec)
+
+
+def param_shardings(params: nnx.State, mesh: Mesh):
+  """A pytree of NamedShardings matching `params` (an nnx.State of Variables)."""
+  return jax.tree.map(lambda v: NamedSharding(mesh, _spec(v, mesh)), params,
+                      is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def gathered_loss(loss_fn, mesh: Mesh):
+  """Runs `loss_fn(q_local, p_local, axis_name=...)` per device under shard_map.
+
+  q: [B, D] and p: [B*(1+H), D] arrive batch-sharded; `loss_fn` all-gathers the passages over
+  `axis_name` and returns replicated scalars. Gradients flow through the all-gather exactly.
+  """
+  fn = functools.partial(loss_fn, axis_name=BATCH)
+  return jax.shard_map(fn, mesh=mesh, in_specs=(P(BATCH), P(BATCH)), out_specs=P())
+
+
+def host_to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """This process's slice of a global batch -> globally batch-sharded arrays."""
+  s = batch_sharding(mesh)
+  return {k: jax.make_array_from_process_local_data(s, v) for k, v in local.items()}
