@@ -206,3 +206,25 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
     enc.projection.kernel.set_value(jnp.asarray(w))
     enc.projection.bias.set_value(jnp.asarray(b))
   return enc
+
+
+def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int = 0,
+                       tied: bool = False, dtype=None, remat: bool = False, seed: int = 0,
+                       bert: dict | None = None):
+  """The dual encoder to train. `init`: a Hugging Face BERT/DPR directory or hub name,
+  `minilm` (the packaged all-MiniLM-L6-v2), or `random` (a fresh BERT with `bert` overrides of
+  `BertConfig`, for tests and tiny runs). Separate encoders both start from `init`, as in DPR."""
+  import jax.numpy as jnp
+  from dpr_jax import resources
+  from dpr_jax.model import DualEncoder, Encoder
+  dtype = dtype or jnp.float32
+  if init == "random":
+    make = lambda: Encoder(BertConfig(**(bert or {})), pooling=pooling,
+                           projection_dim=projection_dim, dtype=dtype, remat=remat,
+                           rngs=nnx.Rngs(seed))
+  else:
+    path = resources.minilm_path() if init == "minilm" else init
+    make = lambda: load_hf_encoder(path, pooling=pooling, projection_dim=projection_dim,
+                                   dtype=dtype, remat=remat, seed=seed)
+  q = make()
+  return DualEncoder(q, None if tied else make())

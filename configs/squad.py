@@ -1,0 +1,32 @@
+"""CPU-scale recipe: fine-tune the packaged all-MiniLM-L6-v2 on the prepared SQuAD data.
+
+MiniLM was trained with mean pooling, tied encoders and a scaled cosine (scale 20 = temperature
+0.05), so we keep those. Data from `python -m dpr_jax.prepare squad --out data/squad` (run
+automatically into <workdir>/data when absent).
+"""
+from configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.model.init = "minilm"
+  c.model.pooling = "mean"
+  c.model.tied = True
+  c.data.prepare = "squad"
+  c.data.num_hard_negatives = 1
+  c.data.question_max_length = 32
+  c.data.passage_max_length = 160
+  c.train.global_batch = 32
+  c.train.epochs = 1
+  c.train.max_steps = 360        # ~70 min on 2 CPU cores (see README)
+  c.train.save_every = 60
+  c.train.log_every = 10
+  c.optim.lr = 3e-5
+  c.optim.warmup_steps = 36
+  c.optim.weight_decay = 0.01
+  c.loss.similarity = "cosine"
+  c.loss.temperature = 0.05
+  c.eval.every = 120
+  c.eval.max_questions = 500
+  c.eval.max_batches = 8
+  return c

@@ -1,0 +1,105 @@
+"""Training checkpoints (Orbax) and the model spec that lets other tools rebuild the model.
+
+`<workdir>/checkpoints/<step>`: the last N periodic / end-of-epoch saves.
+`<workdir>/best/<step>`: the best by validation average rank (lower is better).
+Each holds `state` (params, optimizer state, step, RNG) and `meta` (JSON: data position, metrics).
+`<workdir>/model.json` describes the architecture (BERT config, pooling, projection, tied,
+tokenizer) so that `encode.py` and `export` can rebuild it without the training config.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import orbax.checkpoint as ocp
+from flax import nnx
+
+BEST_METRIC = "eval/avg_rank"
+
+
+def _abstract(tree):
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+class Checkpointer:
+  def __init__(self, workdir, keep: int = 3):
+    workdir = Path(workdir).absolute()
+    self.last = ocp.CheckpointManager(
+        workdir / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+    self.best = ocp.CheckpointManager(
+        workdir / "best", options=ocp.CheckpointManagerOptions(
+            max_to_keep=1, create=True, best_fn=lambda m: m[BEST_METRIC], best_mode="min"))
+
+  def latest_step(self) -> int | None:
+    return self.last.latest_step()
+
+  def save(self, step: int, state, meta: dict, metrics: dict | None = None):
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    if step not in self.last.all_steps():
+      self.last.save(step, args=args, force=True)
+    if metrics is not None and BEST_METRIC in metrics and step not in self.best.all_steps():
+      self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave(meta)),
+                     metrics={BEST_METRIC: float(metrics[BEST_METRIC])}, force=True)
+
+  def restore(self, step: int, like_state, best: bool = False):
+    """-> (state laid out like `like_state`, meta)."""
+    mngr = self.best if best else self.last
+    out = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(like_state)), meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+  def wait(self):
+    self.last.wait_until_finished()
+    self.best.wait_until_finished()
+
+  def close(self):
+    self.last.close()
+    self.best.close()
+
+
+def model_spec(model, *, pooling: str, tokenizer: str) -> dict:
+  enc = model.question
+  return {"bert": enc.bert.cfg.to_hf(), "pooling": pooling, "projection_dim": enc.projection_dim,
+          "tied": model.tied, "tokenizer": str(tokenizer)}
+
+
+def write_model_spec(workdir, spec: dict):
+  Path(workdir, "model.json").write_text(json.dumps(spec, indent=1))
+
+
+def model_from_spec(spec: dict, dtype=None):
+  """An (untrained) DualEncoder with the architecture of `spec`."""
+  import jax.numpy as jnp
+  from dpr_jax.model import BertConfig, DualEncoder, Encoder
+  make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
+                         projection_dim=spec["projection_dim"], dtype=dtype or jnp.float32,
+                         rngs=nnx.Rngs(0))
+  q = make()
+  return DualEncoder(q, None if spec["tied"] else make())
+
+
+def load_trained(workdir, which: str = "best", dtype=None):
+  """A trained DualEncoder from a training workdir: `best` (falls back to latest) or `latest`.
+  -> (model, spec, step)."""
+  workdir = Path(workdir).absolute()
+  f = workdir / "model.json"
+  if not f.is_file():
+    raise FileNotFoundError(f"{f} not found: {workdir} is not a dpr-jax training workdir")
+  spec = json.loads(f.read_text())
+  model = model_from_spec(spec, dtype)
+  graphdef, state = nnx.split(model)
+  params = nnx.to_pure_dict(state)
+  for sub in (["best", "checkpoints"] if which == "best" else ["checkpoints"]):
+    mngr = ocp.CheckpointManager(workdir / sub)
+    step = mngr.best_step() if sub == "best" else mngr.latest_step()
+    if step is not None:
+      abstract = {"params": jax.tree.map(
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
+      out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          abstract, partial_restore=True)))
+      mngr.close()
+      return nnx.merge(graphdef, out["state"]["params"]), spec, step
+    mngr.close()
+  raise FileNotFoundError(f"{workdir}: no checkpoint in best/ or checkpoints/")

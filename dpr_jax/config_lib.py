@@ -1,0 +1,42 @@
+"""Command-line plumbing shared by train.py and the other tools."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def resolve_config_arg(argv: list[str]) -> list[str]:
+  """`--config nq.py` / `--config=nq` -> `--config=<repo>/configs/nq.py` when the bare name is
+  not a path that exists (a `:override` suffix is kept)."""
+  out, i = [], 0
+  while i < len(argv):
+    a = argv[i]
+    if a == "--config" and i + 1 < len(argv):
+      a, i = "--config=" + argv[i + 1], i + 1
+    if a.startswith("--config="):
+      value = a.split("=", 1)[1]
+      path, _, rest = value.partition(":")
+      if not os.path.exists(path):
+        name = path if path.endswith(".py") else path + ".py"
+        if (CONFIGS / Path(name).name).is_file() and os.sep not in name.removeprefix("configs/"):
+          path = str(CONFIGS / Path(name).name)
+      a = "--config=" + path + (":" + rest if rest else "")
+    out.append(a)
+    i += 1
+  return out
+
+
+def init_distributed(coordinator: str | None, num_processes: int | None,
+                     process_id: int | None):
+  """`jax.distributed.initialize` when launched as several processes (flags, or the
+  environment of a TPU pod / SLURM / Open MPI job when DPR_JAX_DISTRIBUTED=1)."""
+  import jax
+  if coordinator:
+    # Collectives between CPU processes (localhost tests, CPU clusters); ignored on GPU/TPU.
+    # Asking for the backend here would initialise it too early, so set it unconditionally.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+  elif os.environ.get("DPR_JAX_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
