@@ -103,3 +103,34 @@ def load_trained(workdir, which: str = "best", dtype=None):
       return nnx.merge(graphdef, out["state"]["params"]), spec, step
     mngr.close()
   raise FileNotFoundError(f"{workdir}: no checkpoint in best/ or checkpoints/")
+
+
+def load_model(path, *, which: str = "best", pooling: str = "cls", dtype=None):
+  """Any model PATH the tools accept -> (DualEncoder, tokenizer path, description dict).
+
+  PATH: a training workdir (`which` = best or latest checkpoint), or a Hugging Face BERT / DPR
+  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies).
+  """
+  from dpr_jax import resources
+  from dpr_jax.hf_checkpoint import load_hf_encoder, resolve_model_dir
+  from dpr_jax.model import DualEncoder
+  p = Path(path)
+  if (p / "model.json").is_file():
+    model, spec, step = load_trained(p, which, dtype)
+    return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,
+                                      "pooling": spec["pooling"]}
+  if str(path) == "minilm":
+    p = resources.minilm_path()
+  d = resolve_model_dir(p)
+  enc = load_hf_encoder(d, pooling=pooling, dtype=dtype)
+  return DualEncoder(enc), str(d), {"model": str(d.absolute()), "pooling": pooling}
+
+
+def fingerprint(params) -> str:
+  """A short hash of all parameter values: identifies the exact model behind embeddings."""
+  import hashlib
+  import numpy as np
+  h = hashlib.sha1()
+  for leaf in jax.tree.leaves(params):
+    h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+  return h.hexdigest()[:16]

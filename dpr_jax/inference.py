@@ -9,15 +9,16 @@ from dpr_jax import sharding
 
 
 def embed(encode_fn, params, ids: np.ndarray, mask: np.ndarray, batch_size: int,
-          mesh) -> np.ndarray:
+          mesh, local: bool = False) -> np.ndarray:
   """ids, mask: [N, L] (the same on every process) -> [N, D] float32 numpy embeddings.
 
   Batches are `batch_size` rows (rounded up to the device count); the last one is padded with
   copies of row 0 and trimmed, so shapes stay fixed and compile once per length.
+  `local=True`: `mesh` holds only this process's devices and each process embeds its own rows.
   """
   n_dev = sharding.batch_size_multiple(mesh)
   batch_size = -(-batch_size // n_dev) * n_dev
-  pc, pi = jax.process_count(), jax.process_index()
+  pc, pi = (1, 0) if local else (jax.process_count(), jax.process_index())
   if batch_size % pc:
     raise ValueError(f"batch {batch_size} not divisible by {pc} processes")
   per = batch_size // pc

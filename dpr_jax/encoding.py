@@ -1,0 +1,115 @@
+"""Encode a passage corpus into embedding files, resumably, on all local devices.
+
+Output in DIR, for shard i of n (a contiguous slice of the corpus rows):
+- `part-{i:03d}-{c:05d}.npy`: the embeddings of chunk c, [rows, D] (fp16 or fp32), and
+  `part-{i:03d}-{c:05d}.ids.txt`: their passage ids, one per line, in the same order.
+  Each chunk is written to a temporary name and renamed, so a chunk file exists only whole.
+- `fingerprint.txt`: the hash of the model's parameters; another model's run is refused.
+- `encode-{i:03d}-of-{n:03d}.json`: the model (path, checkpoint, parameter fingerprint), the
+  corpus, the count encoded and the chunk list, written when the shard is complete.
+A re-run skips the chunks already on disk (after checking their ids), so a killed run loses at
+most the chunk in flight and never duplicates an id.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from flax import nnx
+from tqdm import tqdm
+
+from dpr_jax import sharding, steps
+from dpr_jax.inference import embed
+
+
+def shard_rows(n_rows: int, shard_id: int, num_shards: int) -> range:
+  if not 0 <= shard_id < num_shards:
+    raise ValueError(f"shard_id {shard_id} not in [0, {num_shards})")
+  return range(n_rows * shard_id // num_shards, n_rows * (shard_id + 1) // num_shards)
+
+
+def _atomic_save(path: Path, write):
+  tmp = path.with_name(path.name + ".tmp")
+  with open(tmp, "wb") as f:
+    write(f)
+  os.replace(tmp, path)
+
+
+def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard_id: int = 0,
+                  num_shards: int = 1, batch_size: int = 64, max_length: int = 256,
+                  chunk_size: int = 4096, dtype: str = "float16", bucket: int = 32) -> dict:
+  """Embeds this shard's passages with `model.passage`; returns the manifest."""
+  out = Path(out_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  mesh = sharding.make_mesh(devices=jax.local_devices())
+  graphdef, state = nnx.split(model)
+  params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
+  encode_p = steps.make_encode(graphdef, "passage")
+  from dpr_jax.checkpoint import fingerprint
+  fp = fingerprint(params)
+  rows = shard_rows(len(corpus), shard_id, num_shards)
+  chunks = [rows[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
+  manifest_path = out / f"encode-{shard_id:03d}-of-{num_shards:03d}.json"
+  prev = out / "fingerprint.txt"  # one model per directory, whatever the sharding
+  if prev.exists() and prev.read_text() != fp:
+    raise ValueError(f"{out} holds embeddings of another model (fingerprint {prev.read_text()}, "
+                     f"this model {fp}); use a new --out directory")
+  prev.write_text(fp)
+  bar = tqdm(total=len(rows), desc=f"encode {shard_id}/{num_shards}", unit="psg", smoothing=0.1)
+  files, encoded, t0 = [], 0, time.time()
+  for c, chunk in enumerate(chunks):
+    stem = f"part-{shard_id:03d}-{c:05d}"
+    npy, ids_f = out / f"{stem}.npy", out / f"{stem}.ids.txt"
+    ids = [corpus.ids[r] for r in chunk]
+    files.append(stem)
+    if npy.exists() and ids_f.exists():
+      if ids_f.read_text().split("\n")[:-1] != ids:
+        raise ValueError(f"{ids_f}: ids differ from the corpus rows {chunk.start}..{chunk.stop - 1}"
+                         f" of {corpus.path}; was it written for another corpus or sharding?")
+      bar.update(len(chunk))
+      continue
+    tok = tokenizer.passages([corpus.titles[r] for r in chunk], [corpus.texts[r] for r in chunk],
+                             max_length=max_length, pad_to_max=False, pad_multiple=1)
+    lengths = tok["attention_mask"].sum(1)
+    order = np.argsort(-lengths, kind="stable")  # longest first: length buckets
+    emb = np.zeros((len(chunk), model.passage.dim), np.float32)
+    for s in range(0, len(order), batch_size * 8):
+      sel = order[s:s + batch_size * 8]
+      L = int(-(-lengths[sel].max() // bucket) * bucket)  # fewer shapes, fewer compilations
+      ids_b = np.zeros((len(sel), L), np.int32)
+      mask_b = np.zeros((len(sel), L), np.int32)
+      w = min(L, tok["input_ids"].shape[1])
+      ids_b[:, :w] = tok["input_ids"][sel, :w]
+      mask_b[:, :w] = tok["attention_mask"][sel, :w]
+      emb[sel] = embed(encode_p, params, ids_b, mask_b, batch_size, mesh, local=True)
+      bar.update(len(sel))
+      encoded += len(sel)
+      bar.set_postfix(psg_s=f"{encoded / (time.time() - t0):.1f}")
+    _atomic_save(ids_f, lambda f: f.write("".join(i + "\n" for i in ids).encode()))
+    _atomic_save(npy, lambda f: np.save(f, emb.astype(dtype)))
+  bar.close()
+  manifest = {**description, "fingerprint": fp, "corpus": str(Path(corpus.path).resolve()),
+              "corpus_size": len(corpus), "shard_id": shard_id, "num_shards": num_shards,
+              "rows": [rows.start, rows.stop], "count": len(rows), "dim": model.passage.dim,
+              "dtype": dtype, "max_length": max_length, "parts": files,
+              "passages_per_s_this_run": encoded / max(time.time() - t0, 1e-9)}
+  manifest_path.write_text(json.dumps(manifest, indent=1))
+  return manifest
+
+
+def read_embeddings(emb_dir) -> tuple[list[str], np.ndarray, list[dict]]:
+  """All complete shards in a directory -> (ids, [N, D] float32, manifests)."""
+  d = Path(emb_dir)
+  manifests = [json.loads(p.read_text()) for p in sorted(d.glob("encode-*-of-*.json"))]
+  if not manifests:
+    raise FileNotFoundError(f"{d}: no encode-*-of-*.json manifest (is encoding finished?)")
+  ids, embs = [], []
+  for m in manifests:
+    for stem in m["parts"]:
+      ids += (d / f"{stem}.ids.txt").read_text().split("\n")[:-1]
+      embs.append(np.load(d / f"{stem}.npy").astype(np.float32))
+  return ids, np.concatenate(embs), manifests
