@@ -18,15 +18,15 @@ def get_config():
   c.data.passage_max_length = 160
   c.train.global_batch = 32
   c.train.epochs = 1
-  c.train.max_steps = 360        # ~70 min on 2 CPU cores (see README)
-  c.train.save_every = 60
+  c.train.max_steps = 240        # ~45 min on 2 CPU cores (see README)
+  c.train.save_every = 40
   c.train.log_every = 10
   c.optim.lr = 3e-5
-  c.optim.warmup_steps = 36
+  c.optim.warmup_steps = 24
   c.optim.weight_decay = 0.01
   c.loss.similarity = "cosine"
   c.loss.temperature = 0.05
-  c.eval.every = 120
+  c.eval.every = 80
   c.eval.max_questions = 500
   c.eval.max_batches = 8
   return c

@@ -27,3 +27,8 @@ class BM25:
     q = [t if t else ["[empty]"] for t in _tokens(queries)]
     idx, scores = self.retriever.retrieve(q, k=k, show_progress=False, n_threads=n_threads)
     return np.asarray(idx), np.asarray(scores, np.float32)
+
+  def all_scores(self, queries):
+    """-> f(i): BM25 scores of query i against every passage, [N] (computed on demand)."""
+    toks = _tokens(queries)
+    return lambda i: np.asarray(self.retriever.get_scores(toks[i]), np.float32)

@@ -62,7 +62,7 @@ class Checkpointer:
 def model_spec(model, *, pooling: str, tokenizer: str) -> dict:
   enc = model.question
   return {"bert": enc.bert.cfg.to_hf(), "pooling": pooling, "projection_dim": enc.projection_dim,
-          "tied": model.tied, "tokenizer": str(tokenizer)}
+          "normalize": enc.normalize, "tied": model.tied, "tokenizer": str(tokenizer)}
 
 
 def write_model_spec(workdir, spec: dict):
@@ -74,7 +74,8 @@ def model_from_spec(spec: dict, dtype=None):
   import jax.numpy as jnp
   from dpr_jax.model import BertConfig, DualEncoder, Encoder
   make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
-                         projection_dim=spec["projection_dim"], dtype=dtype or jnp.float32,
+                         projection_dim=spec["projection_dim"],
+                         normalize=spec.get("normalize", False), dtype=dtype or jnp.float32,
                          rngs=nnx.Rngs(0))
   q = make()
   return DualEncoder(q, None if spec["tied"] else make())
@@ -88,6 +89,8 @@ def load_trained(workdir, which: str = "best", dtype=None):
   if not f.is_file():
     raise FileNotFoundError(f"{f} not found: {workdir} is not a dpr-jax training workdir")
   spec = json.loads(f.read_text())
+  if "normalize" not in spec and (workdir / "config.json").is_file():
+    spec["normalize"] = json.loads((workdir / "config.json").read_text())["loss"]["similarity"] == "cosine"
   model = model_from_spec(spec, dtype)
   graphdef, state = nnx.split(model)
   params = nnx.to_pure_dict(state)
@@ -105,11 +108,13 @@ def load_trained(workdir, which: str = "best", dtype=None):
   raise FileNotFoundError(f"{workdir}: no checkpoint in best/ or checkpoints/")
 
 
-def load_model(path, *, which: str = "best", pooling: str = "cls", dtype=None):
+def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bool | None = None,
+               dtype=None):
   """Any model PATH the tools accept -> (DualEncoder, tokenizer path, description dict).
 
   PATH: a training workdir (`which` = best or latest checkpoint), or a Hugging Face BERT / DPR
-  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies).
+  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies;
+  `normalize=None` follows a sentence-transformers `Normalize` module when the folder has one).
   """
   from dpr_jax import resources
   from dpr_jax.hf_checkpoint import load_hf_encoder, resolve_model_dir
@@ -118,19 +123,25 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", dtype=None):
   if (p / "model.json").is_file():
     model, spec, step = load_trained(p, which, dtype)
     return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,
-                                      "pooling": spec["pooling"]}
+                                      "pooling": spec["pooling"],
+                                      "normalize": spec.get("normalize", False)}
   if str(path) == "minilm":
     p = resources.minilm_path()
   d = resolve_model_dir(p)
-  enc = load_hf_encoder(d, pooling=pooling, dtype=dtype)
-  return DualEncoder(enc), str(d), {"model": str(d.absolute()), "pooling": pooling}
+  if normalize is None:
+    modules = d / "modules.json"
+    normalize = modules.is_file() and "Normalize" in modules.read_text()
+  enc = load_hf_encoder(d, pooling=pooling, normalize=normalize, dtype=dtype)
+  return DualEncoder(enc), str(d), {"model": str(d.absolute()), "pooling": pooling,
+                                    "normalize": normalize}
 
 
-def fingerprint(params) -> str:
-  """A short hash of all parameter values: identifies the exact model behind embeddings."""
+def fingerprint(params, *settings) -> str:
+  """A short hash of all parameter values and of `settings` that change the output (pooling,
+  normalisation): identifies the exact function behind a set of embeddings."""
   import hashlib
   import numpy as np
-  h = hashlib.sha1()
+  h = hashlib.sha1(repr(settings).encode())
   for leaf in jax.tree.leaves(params):
     h.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
   return h.hexdigest()[:16]

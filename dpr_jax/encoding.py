@@ -50,7 +50,7 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
   params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
   encode_p = steps.make_encode(graphdef, "passage")
   from dpr_jax.checkpoint import fingerprint
-  fp = fingerprint(params)
+  fp = fingerprint(params, model.passage.pooling, model.passage.normalize)
   rows = shard_rows(len(corpus), shard_id, num_shards)
   chunks = [rows[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
   manifest_path = out / f"encode-{shard_id:03d}-of-{num_shards:03d}.json"
@@ -113,3 +113,36 @@ def read_embeddings(emb_dir) -> tuple[list[str], np.ndarray, list[dict]]:
       ids += (d / f"{stem}.ids.txt").read_text().split("\n")[:-1]
       embs.append(np.load(d / f"{stem}.npy").astype(np.float32))
   return ids, np.concatenate(embs), manifests
+
+
+class EmbeddingParts:
+  """The embedding parts of a finished encoding directory, read one at a time (re-iterable).
+
+  Checks that every shard of the sharding is present and that all come from one model and one
+  corpus; `identity` is what an index built from them records.
+  """
+
+  def __init__(self, emb_dir):
+    self.dir = Path(emb_dir)
+    self.manifests = [json.loads(p.read_text())
+                      for p in sorted(self.dir.glob("encode-*-of-*.json"))]
+    if not self.manifests:
+      raise FileNotFoundError(f"{self.dir}: no encode-*-of-*.json manifest (is encoding finished?)")
+    first = self.manifests[0]
+    for m in self.manifests:
+      for k in ("fingerprint", "corpus", "num_shards"):
+        if m[k] != first[k]:
+          raise ValueError(f"{self.dir}: shards disagree on {k} ({first[k]!r} vs {m[k]!r})")
+    have = sorted(m["shard_id"] for m in self.manifests)
+    if have != list(range(first["num_shards"])):
+      missing = sorted(set(range(first["num_shards"])) - set(have))
+      raise FileNotFoundError(f"{self.dir}: shards {missing} of {first['num_shards']} are missing")
+    self.identity = {"fingerprint": first["fingerprint"], "corpus": first["corpus"]}
+    self.dim = first["dim"]
+    self.size = sum(m["count"] for m in self.manifests)
+
+  def __iter__(self):
+    for m in self.manifests:
+      for stem in m["parts"]:
+        ids = (self.dir / f"{stem}.ids.txt").read_text().split("\n")[:-1]
+        yield ids, np.load(self.dir / f"{stem}.npy").astype(np.float32)

@@ -171,7 +171,8 @@ def bert_tensors(bert: Bert, prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int | None = None,
-                    dtype=None, remat: bool = False, prefix: str | None = None, seed: int = 0):
+                    normalize: bool = False, dtype=None, remat: bool = False,
+                    prefix: str | None = None, seed: int = 0):
   """An `Encoder` initialised from a Hugging Face BERT or DPR directory (or hub name).
 
   `prefix` picks one BERT when a file holds several (a DPR bi-encoder); by default there must be
@@ -194,7 +195,7 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
     raise CheckpointError(f"{d}: no BERT under prefix {prefix!r}; found {found}")
   if projection_dim is None:
     projection_dim = int(hf.get("projection_dim", 0) or 0)
-  enc = Encoder(cfg, pooling=pooling, projection_dim=projection_dim,
+  enc = Encoder(cfg, pooling=pooling, projection_dim=projection_dim, normalize=normalize,
                 dtype=dtype or jnp.float32, remat=remat, rngs=nnx.Rngs(seed))
   load_bert_params(enc.bert, tensors, prefix, str(d))
   proj = prefix.removesuffix("bert_model.") + "encode_proj."
@@ -209,8 +210,8 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
 
 
 def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int = 0,
-                       tied: bool = False, dtype=None, remat: bool = False, seed: int = 0,
-                       bert: dict | None = None):
+                       normalize: bool = False, tied: bool = False, dtype=None,
+                       remat: bool = False, seed: int = 0, bert: dict | None = None):
   """The dual encoder to train. `init`: a Hugging Face BERT/DPR directory or hub name,
   `minilm` (the packaged all-MiniLM-L6-v2), or `random` (a fresh BERT with `bert` overrides of
   `BertConfig`, for tests and tiny runs). Separate encoders both start from `init`, as in DPR."""
@@ -220,11 +221,11 @@ def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int =
   dtype = dtype or jnp.float32
   if init == "random":
     make = lambda: Encoder(BertConfig(**(bert or {})), pooling=pooling,
-                           projection_dim=projection_dim, dtype=dtype, remat=remat,
-                           rngs=nnx.Rngs(seed))
+                           projection_dim=projection_dim, normalize=normalize, dtype=dtype,
+                           remat=remat, rngs=nnx.Rngs(seed))
   else:
     path = resources.minilm_path() if init == "minilm" else init
     make = lambda: load_hf_encoder(path, pooling=pooling, projection_dim=projection_dim,
-                                   dtype=dtype, remat=remat, seed=seed)
+                                   normalize=normalize, dtype=dtype, remat=remat, seed=seed)
   q = make()
   return DualEncoder(q, None if tied else make())

@@ -193,10 +193,13 @@ class Encoder(nnx.Module):
   """BERT + pooling (+ DPR's optional `encode_proj` projection): text -> one vector."""
 
   def __init__(self, cfg: BertConfig, *, pooling: str = "cls", projection_dim: int = 0,
-               dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+               normalize: bool = False, dtype=jnp.float32, remat: bool = False,
+               rngs: nnx.Rngs):
     if pooling not in POOLINGS:
       raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
-    self.pooling, self.projection_dim = pooling, projection_dim
+    # `normalize`: unit-length embeddings, so that the inner product of an index is the cosine
+    # similarity the model was trained with.
+    self.pooling, self.projection_dim, self.normalize = pooling, projection_dim, normalize
     self.bert = Bert(cfg, dtype=dtype, remat=remat, rngs=rngs)
     self.projection = (dense(cfg.hidden_size, projection_dim, ("embed", "proj"), cfg,
                              jnp.float32, rngs) if projection_dim else None)
@@ -210,7 +213,10 @@ class Encoder(nnx.Module):
     """input_ids, attention_mask: [B, L] -> embeddings [B, D] in fp32."""
     h = self.bert(input_ids, attention_mask, dropout_rng=dropout_rng)
     e = pool(h, attention_mask, self.pooling).astype(jnp.float32)
-    return self.projection(e) if self.projection is not None else e
+    e = self.projection(e) if self.projection is not None else e
+    if self.normalize:
+      e = e / jnp.maximum(jnp.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    return e
 
 
 class DualEncoder(nnx.Module):

@@ -122,8 +122,10 @@ def train(config, workdir) -> dict:
   total = tc.max_steps or tc.epochs * batches.steps_per_epoch
 
   dtype = jnp.bfloat16 if mc.dtype == "bfloat16" else jnp.float32
+  # Cosine-trained models emit unit vectors, so that every index's inner product is the
+  # similarity they were trained with.
   model = build_dual_encoder(mc.init, pooling=mc.pooling, projection_dim=mc.projection_dim,
-                             tied=mc.tied, dtype=dtype, remat=mc.remat, seed=tc.seed,
+                             normalize=lc.similarity == "cosine", tied=mc.tied, dtype=dtype, remat=mc.remat, seed=tc.seed,
                              bert=dict(mc.bert))
   tok_path = mc.tokenizer or (str(resources.minilm_path()) if mc.init in ("minilm", "random")
                               else mc.init)

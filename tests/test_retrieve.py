@@ -1,0 +1,85 @@
+"""Retrieval end to end on a small slice of the shared SQuAD corpus: BM25, dense (the packaged
+MiniLM), hybrid; results format; index reuse and mismatch; hard-negative mining."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpr_jax.corpus import read_corpus
+from dpr_jax.retrieve import fuse
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_fuse_rescores_the_union_exactly():
+  dense = (np.array([[0.9, 0.5]]), np.array([[0, 1]]))
+  bm25 = (np.array([[7.0, 3.0]]), np.array([[2, 0]]))
+  d_all = np.array([0.9, 0.5, 0.1])
+  b_all = np.array([3.0, 0.0, 7.0])
+  s, r = fuse(dense, bm25, 10.0, 3, lambda qi, rr: d_all[rr], lambda qi, rr: b_all[rr])
+  assert list(r[0]) == [0, 2, 1] and np.allclose(s[0], [12.0, 8.0, 5.0])
+
+
+@pytest.fixture(scope="module")
+def slice_files(squad_dir, tmp_path_factory):
+  d = tmp_path_factory.mktemp("slice")
+  corpus = read_corpus(squad_dir / "paragraphs.tsv.gz")
+  qs = [json.loads(l) for l in __import__("gzip").open(squad_dir / "train.qas.jsonl.gz", "rt")][:400:20]
+  keep = sorted({p for q in qs for p in q["positive_pids"]} | set(corpus.ids[:150]), key=int)
+  row = {p: i for i, p in enumerate(corpus.ids)}
+  with open(d / "psgs.tsv", "w") as f:
+    f.write("id\ttext\ttitle\n")
+    for p in keep:
+      f.write(f"{p}\t{corpus.texts[row[p]]}\t{corpus.titles[row[p]]}\n")
+  with open(d / "qs.jsonl", "w") as f:
+    for q in qs:
+      f.write(json.dumps(q) + "\n")
+  return d
+
+
+def _run(*args):
+  p = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True)
+  assert p.returncode == 0, p.stderr[-3000:]
+  return p
+
+
+def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
+  d = slice_files
+  common = ["--passages", str(d / "psgs.tsv"), "--questions", str(d / "qs.jsonl"), "--k", "5"]
+  _run("-m", "dpr_jax.retrieve", "--retriever", "bm25", "--out", str(tmp_path / "bm25.json"), *common)
+  _run(str(REPO / "encode.py"), "--model", "minilm", "--pooling", "mean", "--passages",
+       str(d / "psgs.tsv"), "--out", str(tmp_path / "emb"), "--max_length", "128")
+  for kind in ("flat", "hnsw"):
+    _run("-m", "dpr_jax.retrieve", "--model", "minilm", "--pooling", "mean", "--embeddings",
+         str(tmp_path / "emb"), "--index", kind, "--out", str(tmp_path / f"{kind}.json"), *common)
+  _run("-m", "dpr_jax.retrieve", "--retriever", "hybrid", "--model", "minilm", "--pooling", "mean",
+       "--embeddings", str(tmp_path / "emb"), "--hybrid_lambda", "20", "--out",
+       str(tmp_path / "hybrid.json"), *common)
+  flat = json.loads((tmp_path / "flat.json").read_text())
+  assert len(flat) == 20 and all(len(r["ctxs"]) == 5 for r in flat)
+  c = flat[0]["ctxs"][0]
+  assert set(c) == {"id", "title", "text", "score", "has_answer"}
+  assert flat[0]["positive_pids"] and flat[0]["answers"]
+  hnsw = json.loads((tmp_path / "hnsw.json").read_text())
+  assert [x["ctxs"][0]["id"] for x in hnsw] == [x["ctxs"][0]["id"] for x in flat]
+  from dpr_jax.evaluate import evaluate
+  for name in ("bm25", "flat", "hybrid"):
+    m = evaluate(json.loads((tmp_path / f"{name}.json").read_text()), ks=(1, 5))
+    assert m["top5"] >= 0.6, (name, m)  # the gold paragraphs are in this small corpus
+  # A different model against the same index is refused.
+  p = subprocess.run([sys.executable, "-m", "dpr_jax.retrieve", "--model", "minilm", "--pooling",
+                      "cls", "--normalize", "off", "--embeddings", str(tmp_path / "emb"),
+                      "--out", str(tmp_path / "x.json"), *common], cwd=REPO, capture_output=True,
+                     text=True)
+  assert p.returncode != 0 and "not the model that encoded" in p.stderr
+  _run("-m", "dpr_jax.mine", "--results", str(tmp_path / "flat.json"), "--passages",
+       str(d / "psgs.tsv"), "--out", str(tmp_path / "mined.jsonl"), "--num_hard_negatives", "2")
+  from dpr_jax.answers import has_answer
+  from dpr_jax.data import load_dataset
+  ds = load_dataset(tmp_path / "mined.jsonl")
+  assert len(ds.examples) == 20
+  for ex in ds.examples:
+    assert all(not has_answer(ex.answers, h.text) for h in ex.hard_negatives)
