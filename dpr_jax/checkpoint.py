@@ -98,10 +98,12 @@ def load_trained(workdir, which: str = "best", dtype=None):
     mngr = ocp.CheckpointManager(workdir / sub)
     step = mngr.best_step() if sub == "best" else mngr.latest_step()
     if step is not None:
+      one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
       abstract = {"params": jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params)}
+          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), params)}
       out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-          abstract, partial_restore=True)))
+          abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+          partial_restore=True)))
       mngr.close()
       return nnx.merge(graphdef, out["state"]["params"]), spec, step
     mngr.close()

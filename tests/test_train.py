@@ -161,3 +161,17 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_pat
   assert p.returncode != 0
   assert "non-finite training loss" in p.stderr
   assert "last good checkpoint" in p.stderr
+
+
+def test_trained_workdir_loads_best_and_latest(eight_device_run):
+  from dpr_jax.checkpoint import load_model
+  lines = [json.loads(l) for l in (eight_device_run / "metrics.jsonl").read_text().splitlines()]
+  ranks = {l["step"]: l["eval/avg_rank"] for l in lines if "eval/avg_rank" in l}
+  best_step = min(ranks, key=lambda s: (ranks[s], -s))
+  model, tok, desc = load_model(eight_device_run)
+  assert desc["checkpoint_step"] in [s for s in ranks if ranks[s] == ranks[best_step]]
+  _, _, latest = load_model(eight_device_run, which="latest")
+  assert latest["checkpoint_step"] == 8
+  import jax.numpy as jnp
+  e = model.encode_passages(jnp.ones((2, 8), jnp.int32), jnp.ones((2, 8), jnp.int32))
+  assert e.shape == (2, 16)
