@@ -9,22 +9,17 @@ import argparse
 import json
 import sys
 
+from dpr_jax import config_lib
+
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--model", required=True, help="training workdir, HF BERT/DPR dir, or 'minilm'")
+  config_lib.add_model_args(ap)
   ap.add_argument("--passages", required=True, help="id<TAB>text<TAB>title TSV (.gz accepted)")
   ap.add_argument("--out", required=True, help="output directory")
   ap.add_argument("--shard_id", type=int, default=0)
   ap.add_argument("--num_shards", type=int, default=1)
-  ap.add_argument("--which", choices=["best", "latest"], default="best",
-                  help="checkpoint of a training workdir")
-  ap.add_argument("--pooling", choices=["cls", "mean"], default="cls",
-                  help="for a plain HF BERT directory (a workdir records its own)")
-  ap.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
-                  help="unit-length embeddings for a plain HF directory (auto: on when it is a "
-                  "sentence-transformers model with a Normalize module)")
   ap.add_argument("--batch_size", type=int, default=64)
   ap.add_argument("--max_length", type=int, default=256, help="passage tokens")
   ap.add_argument("--chunk_size", type=int, default=4096, help="passages per output file")
@@ -37,8 +32,7 @@ def main(argv=None):
   from dpr_jax.corpus import read_corpus
   from dpr_jax.encoding import encode_corpus
   from dpr_jax.tokenization import Tokenizer
-  model, tok_path, desc = load_model(a.model, which=a.which, pooling=a.pooling,
-                                     normalize={"auto": None, "on": True, "off": False}[a.normalize])
+  model, tok_path, desc = load_model(a.model, **config_lib.model_kwargs(a))
   corpus = read_corpus(a.passages, limit=a.limit)
   m = encode_corpus(model, Tokenizer(tok_path, passage_max_length=a.max_length), corpus, a.out,
                     description=desc, shard_id=a.shard_id, num_shards=a.num_shards,

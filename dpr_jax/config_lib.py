@@ -40,3 +40,22 @@ def init_distributed(coordinator: str | None, num_processes: int | None,
     jax.distributed.initialize(coordinator, num_processes, process_id)
   elif os.environ.get("DPR_JAX_DISTRIBUTED") == "1":
     jax.distributed.initialize()
+
+
+def add_model_args(ap, required: bool = True):
+  """The flags every inference tool takes to name a model (see `checkpoint.load_model`)."""
+  ap.add_argument("--model", required=required,
+                  help="training workdir, Hugging Face BERT/DPR directory or hub name, or 'minilm'")
+  ap.add_argument("--which", choices=["best", "latest"], default="best",
+                  help="checkpoint of a training workdir")
+  ap.add_argument("--pooling", choices=["cls", "mean"], default="cls",
+                  help="for a plain HF BERT directory (a workdir records its own)")
+  ap.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
+                  help="unit-length embeddings for a plain HF directory (auto: on for a "
+                  "sentence-transformers model with a Normalize module)")
+
+
+def model_kwargs(args) -> dict:
+  """`load_model` keyword arguments from the flags of `add_model_args`."""
+  return {"which": args.which, "pooling": args.pooling,
+          "normalize": {"auto": None, "on": True, "off": False}[args.normalize]}

@@ -21,6 +21,7 @@ import numpy as np
 from flax import nnx
 
 from dpr_jax import answers as answer_lib
+from dpr_jax import config_lib
 
 
 def encode_questions(model_path, texts, *, which="best", pooling="cls", normalize=None,
@@ -108,8 +109,7 @@ def run(a) -> list[dict]:
     if idx.identity.get("corpus") != str(Path(a.passages).resolve()) or len(idx.ids) != len(corpus):
       raise SystemExit(f"{a.embeddings} was encoded from {idx.identity.get('corpus')} "
                        f"({len(idx.ids)} passages), not {a.passages} ({len(corpus)})")
-    q, desc = encode_questions(a.model, texts, which=a.which, pooling=a.pooling,
-                               normalize={"auto": None, "on": True, "off": False}[a.normalize],
+    q, desc = encode_questions(a.model, texts, **config_lib.model_kwargs(a),
                                max_length=a.question_max_length)
     if desc["fingerprint"] != idx.identity["fingerprint"]:
       raise SystemExit(f"--model {a.model} is not the model that encoded {a.embeddings} "
@@ -139,7 +139,7 @@ def run(a) -> list[dict]:
 def main(argv=None):
   ap = argparse.ArgumentParser(prog="python -m dpr_jax.retrieve", description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--model", help="training workdir, HF BERT/DPR dir, or 'minilm'")
+  config_lib.add_model_args(ap, required=False)
   ap.add_argument("--embeddings", help="encode.py output directory")
   ap.add_argument("--passages", required=True, help="the corpus TSV (id, text, title)")
   ap.add_argument("--questions", required=True, help=".qa.csv or JSON-lines questions")
@@ -151,12 +151,6 @@ def main(argv=None):
   ap.add_argument("--hybrid_depth", type=int, default=1000, help="candidates from each retriever")
   ap.add_argument("--bm25_k1", type=float, default=0.9)
   ap.add_argument("--bm25_b", type=float, default=0.4)
-  ap.add_argument("--which", choices=["best", "latest"], default="best")
-  ap.add_argument("--pooling", choices=["cls", "mean"], default="cls",
-                  help="for a plain HF BERT directory")
-  ap.add_argument("--normalize", choices=["auto", "on", "off"], default="auto",
-                  help="unit-length embeddings for a plain HF directory (auto: on when it is a "
-                  "sentence-transformers model with a Normalize module)")
   ap.add_argument("--question_max_length", type=int, default=64)
   ap.add_argument("--match", choices=["string", "regex"], default="string")
   ap.add_argument("--limit", type=int, default=None, help="first N questions only")
