@@ -52,7 +52,7 @@ def open_text(path) -> io.TextIOBase:
 def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
   """Streams the elements of a top-level JSON array without loading the file whole."""
   dec = json.JSONDecoder()
-  buf, pos, n = f.read(1 << 20), 0, 0
+  buf, n = f.read(1 << 20), 0
   pos = buf.index("[") + 1
   while True:
     while True:  # skip whitespace and commas, refilling the buffer as needed

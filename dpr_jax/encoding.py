@@ -101,20 +101,6 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
   return manifest
 
 
-def read_embeddings(emb_dir) -> tuple[list[str], np.ndarray, list[dict]]:
-  """All complete shards in a directory -> (ids, [N, D] float32, manifests)."""
-  d = Path(emb_dir)
-  manifests = [json.loads(p.read_text()) for p in sorted(d.glob("encode-*-of-*.json"))]
-  if not manifests:
-    raise FileNotFoundError(f"{d}: no encode-*-of-*.json manifest (is encoding finished?)")
-  ids, embs = [], []
-  for m in manifests:
-    for stem in m["parts"]:
-      ids += (d / f"{stem}.ids.txt").read_text().split("\n")[:-1]
-      embs.append(np.load(d / f"{stem}.npy").astype(np.float32))
-  return ids, np.concatenate(embs), manifests
-
-
 class EmbeddingParts:
   """The embedding parts of a finished encoding directory, read one at a time (re-iterable).
 
@@ -146,3 +132,13 @@ class EmbeddingParts:
       for stem in m["parts"]:
         ids = (self.dir / f"{stem}.ids.txt").read_text().split("\n")[:-1]
         yield ids, np.load(self.dir / f"{stem}.npy").astype(np.float32)
+
+
+def read_embeddings(emb_dir) -> tuple[list[str], np.ndarray, list[dict]]:
+  """All shards of a finished directory -> (ids, [N, D] float32, manifests)."""
+  parts = EmbeddingParts(emb_dir)
+  ids, embs = [], []
+  for part_ids, e in parts:
+    ids += part_ids
+    embs.append(e)
+  return ids, np.concatenate(embs), parts.manifests
