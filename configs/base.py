@@ -37,6 +37,7 @@ def get_config():
   t.save_every = 1000
   t.keep_checkpoints = 3
   t.fsdp = 1                     # parameter-sharding mesh axis size
+  t.grad_cache_chunk = 0         # >0: gradient caching, this many questions per device per pass
 
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 2e-5

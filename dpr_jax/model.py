@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any
 
 import jax
@@ -78,12 +79,56 @@ def layer_norm(cfg: BertConfig, rngs) -> nnx.LayerNorm:
                        bias_init=_zeros(("embed",)), rngs=rngs)
 
 
+def split_keys(rng: jax.Array, n: int) -> list[jax.Array]:
+  """`n` independent keys from one key, or from each key of a [B] batch of per-example keys."""
+  if rng.ndim == 0:
+    return list(jax.random.split(rng, n))
+  keys = jax.vmap(lambda k: jax.random.split(k, n))(rng)             # [B, n]
+  return [keys[:, i] for i in range(n)]
+
+
+def fold_in(rng: jax.Array, i: int) -> jax.Array:
+  if rng.ndim == 0:
+    return jax.random.fold_in(rng, i)
+  return jax.vmap(lambda k: jax.random.fold_in(k, i))(rng)
+
+
+def example_keys(rng: jax.Array, index: jax.Array) -> jax.Array:
+  """index: [B] ints (each example's position in the global batch) -> [B] per-example keys.
+  Example i's dropout masks depend on (rng, i) alone, not on which sub-batch or device encodes
+  it: what makes gradient caching exact."""
+  return jax.vmap(lambda i: jax.random.fold_in(rng, i))(index)
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
-  """Inverted dropout; `rng=None` (evaluation) or `rate=0` is the identity."""
+  """Inverted dropout; `rng=None` (evaluation) or `rate=0` is the identity. `rng`: one key, or a
+  [B] batch of keys, one per example along x's leading axis."""
   if rng is None or rate == 0.0:
     return x
-  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  if rng.ndim == 0:
+    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  else:
+    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(rng)
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+  """Attention without dropout on the probabilities. q, k, v: [B, L, N, D]; mask: [B, L] with
+  padding on the right (our tokenizer's layout) -> [B, L, N, D].
+
+  On a GPU in bf16/fp16 this is cuDNN's flash attention, given the sequence lengths (it takes no
+  boolean mask); elsewhere XLA's attention. `DPR_JAX_ATTENTION=xla` forces the latter (to compare
+  the two). Rows of padding positions differ between the two; nothing reads them.
+  """
+  if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+      and os.environ.get("DPR_JAX_ATTENTION", "auto") != "xla"):
+    lengths = mask.sum(-1).astype(jnp.int32)
+    try:
+      return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
+                                          key_value_seq_lengths=lengths, implementation="cudnn")
+    except (ValueError, NotImplementedError, RuntimeError):
+      pass  # a shape or head size cuDNN does not support: XLA's attention below
+  return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
 
 
 class SelfAttention(nnx.Module):
@@ -103,9 +148,8 @@ class SelfAttention(nnx.Module):
     v = self.value(x).reshape(b, l, n, d)
     rate = self.cfg.attention_probs_dropout_prob
     if rng is None or rate == 0.0:
-      # No dropout on the probabilities: the platform's fused attention (cuDNN flash attention
-      # on GPU) is usable.
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
+      # No dropout on the probabilities: the platform's fused attention is usable.
+      out = fused_attention(q, k, v, mask)
     else:
       scores = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32) / math.sqrt(d)
       scores = jnp.where(mask[:, None, None, :] > 0, scores, jnp.finfo(jnp.float32).min)
@@ -129,7 +173,7 @@ class Layer(nnx.Module):
 
   def __call__(self, x: jax.Array, mask: jax.Array, rng: jax.Array | None) -> jax.Array:
     """x: [B, L, H] fp32 residual stream -> [B, L, H] fp32."""
-    keys = [None] * 3 if rng is None else list(jax.random.split(rng, 3))
+    keys = [None] * 3 if rng is None else split_keys(rng, 3)
     p = self.cfg.hidden_dropout_prob
     a = self.attention(x.astype(self.dtype), mask, keys[0])
     x = self.attention_norm(x + dropout(self.attention_output(a), p, keys[1]))
@@ -155,7 +199,8 @@ class Bert(nnx.Module):
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *,
                dropout_rng: jax.Array | None = None) -> jax.Array:
-    """input_ids, attention_mask, token_type_ids: [B, L] ints -> hidden states [B, L, H]."""
+    """input_ids, attention_mask, token_type_ids: [B, L] ints -> hidden states [B, L, H].
+    `dropout_rng`: None (no dropout), one key, or [B] per-example keys (`example_keys`)."""
     _, l = input_ids.shape
     if l > self.cfg.max_position_embeddings:
       raise ValueError(f"sequence length {l} exceeds max_position_embeddings "
@@ -165,7 +210,7 @@ class Bert(nnx.Module):
     x = (self.word_embeddings(input_ids) + self.position_embeddings(jnp.arange(l))[None]
          + self.token_type_embeddings(token_type_ids))
     n = self.cfg.num_hidden_layers
-    rng = lambda i: None if dropout_rng is None else jax.random.fold_in(dropout_rng, i)
+    rng = lambda i: None if dropout_rng is None else fold_in(dropout_rng, i)
     x = dropout(self.embeddings_norm(x), self.cfg.hidden_dropout_prob, rng(n))
     for i, layer in enumerate(self.layers):
       if self.remat:

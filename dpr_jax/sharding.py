@@ -69,6 +69,26 @@ def gathered_loss(loss_fn, mesh: Mesh):
   return jax.shard_map(fn, mesh=mesh, in_specs=(P(BATCH), P(BATCH)), out_specs=P())
 
 
+def split_microbatches(x: jax.Array, mesh: Mesh, n: int) -> jax.Array:
+  """[B, ...] batch-sharded -> [n, B/n, ...]: micro-batch i holds every device's i-th 1/n of its
+  own slice, so splitting moves no data between devices and each micro-batch keeps every device
+  busy."""
+  d = batch_size_multiple(mesh)
+  b = x.shape[0]
+  if b % (d * n):
+    raise ValueError(f"a batch of {b} does not split into {n} micro-batches on {d} devices")
+  y = x.reshape(d, n, b // (d * n), *x.shape[1:]).swapaxes(0, 1).reshape(n, b // n, *x.shape[1:])
+  return jax.lax.with_sharding_constraint(y, NamedSharding(mesh, P(None, BATCH)))
+
+
+def merge_microbatches(y: jax.Array, mesh: Mesh) -> jax.Array:
+  """Inverse of `split_microbatches`: [n, B/n, ...] -> [B, ...] batch-sharded."""
+  d = batch_size_multiple(mesh)
+  n, m = y.shape[:2]
+  x = y.reshape(n, d, m // d, *y.shape[2:]).swapaxes(0, 1).reshape(n * m, *y.shape[2:])
+  return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
+
+
 def host_to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """This process's slice of a global batch -> globally batch-sharded arrays."""
   s = batch_sharding(mesh)

@@ -15,6 +15,7 @@ from flax import nnx
 
 from dpr_jax import sharding
 from dpr_jax.loss import in_batch_nll
+from dpr_jax.model import example_keys
 
 
 def decay_mask(params):
@@ -46,27 +47,101 @@ def init_state(params, tx, seed: int) -> dict:
           "rng": jax.random.key_data(jax.random.key(seed))}
 
 
-def _dual_loss(graphdef, params, batch, key, loss_fn):
+def _side_keys(key):
+  return (None, None) if key is None else tuple(jax.random.split(key))
+
+
+def _encode(graphdef, params, side, ids, mask, key, index):
+  """One side of the dual encoder on [b, L] ids/mask; `index`: [b] global example positions,
+  from which the per-example dropout keys are derived."""
   model = nnx.merge(graphdef, params)
-  kq, kp = (None, None) if key is None else jax.random.split(key)
-  q = model.encode_questions(batch["q_ids"], batch["q_mask"], dropout_rng=kq)
-  p = model.encode_passages(batch["p_ids"], batch["p_mask"], dropout_rng=kp)
+  enc = model.question if side == "q" else model.passage
+  rng = None if key is None else example_keys(key, index)
+  return enc(ids, mask, dropout_rng=rng)
+
+
+def _dual_loss(graphdef, params, batch, key, loss_fn):
+  kq, kp = _side_keys(key)
+  q = _encode(graphdef, params, "q", batch["q_ids"], batch["q_mask"], kq,
+              jnp.arange(batch["q_ids"].shape[0]))
+  p = _encode(graphdef, params, "p", batch["p_ids"], batch["p_mask"], kp,
+              jnp.arange(batch["p_ids"].shape[0]))
   out = loss_fn(q, p)
   return out["loss"], out
 
 
-def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperature: float):
+def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
+  """-> f(params, batch, key) -> ((loss, loss outputs), grads).
+
+  `grad_cache_chunk` = 0: one backward pass through the whole global batch. N > 0: gradient
+  caching (Gao et al., 2021). Pass 1 encodes the batch in micro-batches of N questions (and their
+  N*(1+H) passages) per device, keeping no activations; the sharded in-batch loss gives the
+  gradient with respect to every embedding; pass 2 re-encodes each micro-batch with the same
+  per-example dropout keys and back-propagates its slice of those cached gradients. Loss and
+  gradients equal the direct ones up to summation order, with activation memory of one
+  micro-batch instead of the whole batch.
+  """
+  if not grad_cache_chunk:
+    return lambda params, batch, key: jax.value_and_grad(_dual_loss, argnums=1, has_aux=True)(
+        graphdef, params, batch, key, loss_fn)
+
+  def sides(batch, key):
+    kq, kp = _side_keys(key)
+    for side, k, ids, mask in (("q", kq, batch["q_ids"], batch["q_mask"]),
+                               ("p", kp, batch["p_ids"], batch["p_mask"])):
+      per_device = ids.shape[0] // sharding.batch_size_multiple(mesh)
+      chunk = grad_cache_chunk * (ids.shape[0] // batch["q_ids"].shape[0])
+      if per_device % chunk:
+        raise ValueError(f"grad_cache_chunk={grad_cache_chunk}: {per_device} examples per "
+                         f"device on the {side} side do not split into sub-batches of {chunk}")
+      n = per_device // chunk
+      split = lambda x: sharding.split_microbatches(x, mesh, n)
+      yield side, k, (split(ids), split(mask), split(jnp.arange(ids.shape[0])))
+
+  def f(params, batch, key):
+    embs, chunks = {}, {}
+    for side, k, xs in sides(batch, key):
+      # Pass 1: lax.map runs the micro-batches one after another; nothing is differentiated
+      # here, so no activations are kept.
+      e = jax.lax.map(lambda c, side=side, k=k: _encode(graphdef, params, side, *c[:2], k, c[2]),
+                      xs)
+      embs[side] = sharding.merge_microbatches(e, mesh)
+      chunks[side] = (k, xs, e.shape[0])
+    def emb_loss(q, p):
+      o = loss_fn(q, p)
+      return o["loss"], o
+    grad_emb = jax.value_and_grad(emb_loss, argnums=(0, 1), has_aux=True)
+    (loss, out), (dq, dp) = grad_emb(embs["q"], embs["p"])
+
+    # Pass 2: re-encode each micro-batch and pull its cached embedding gradients back to the
+    # parameters, summing over micro-batches.
+    grads = jax.tree.map(jnp.zeros_like, params)
+    for side, g in (("q", dq), ("p", dp)):
+      k, xs, n = chunks[side]
+
+      def body(acc, c, side=side, k=k):
+        ids, mask, index, g_c = c
+        _, vjp = jax.vjp(lambda prm: _encode(graphdef, prm, side, ids, mask, k, index), params)
+        return jax.tree.map(jnp.add, acc, vjp(g_c)[0]), None
+      grads, _ = jax.lax.scan(body, grads, (*xs, sharding.split_microbatches(g, mesh, n)))
+    return (loss, out), grads
+
+  return f
+
+
+def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperature: float,
+                    grad_cache_chunk: int = 0):
   """-> step(state, batch) -> (state, metrics). Batch: {q_ids, q_mask: [B, Lq],
   p_ids, p_mask: [B*(1+H), Lp]}, batch-sharded. A non-finite loss leaves params and optimizer
   state unchanged (the step counter still advances) so that the host can stop on the next check
-  with the last good parameters intact."""
+  with the last good parameters intact. `grad_cache_chunk`: see `make_loss_and_grads`."""
   loss_fn = sharding.gathered_loss(
       functools.partial(in_batch_nll, similarity=similarity, temperature=temperature), mesh)
+  loss_and_grads = make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk)
 
   def step(state, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    grad_fn = jax.value_and_grad(_dual_loss, argnums=1, has_aux=True)
-    (loss, out), grads = grad_fn(graphdef, state["params"], batch, key, loss_fn)
+    (loss, out), grads = loss_and_grads(state["params"], batch, key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     finite = jnp.isfinite(loss)
@@ -75,7 +150,7 @@ def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperatur
            "opt_state": keep(opt_state, state["opt_state"]),
            "step": state["step"] + 1, "rng": state["rng"]}
     metrics = {"train/loss": loss, "train/accuracy": out["accuracy"],
-               "train/grad_norm": optax.global_norm(grads), "train/lr": schedule(state["step"])}
+               "train/grad_norm": optax.tree.norm(grads), "train/lr": schedule(state["step"])}
     return new, metrics
 
   return jax.jit(step, donate_argnums=0)

@@ -143,7 +143,8 @@ def train(config, workdir) -> dict:
                             b1=oc.b1, b2=oc.b2, eps=oc.eps)
   state = jax.jit(lambda p: steps.init_state(p, tx, tc.seed))(params)
   kw = dict(similarity=lc.similarity, temperature=lc.temperature)
-  train_step = steps.make_train_step(graphdef, tx, schedule, mesh, **kw)
+  train_step = steps.make_train_step(graphdef, tx, schedule, mesh,
+                                     grad_cache_chunk=tc.grad_cache_chunk, **kw)
   fns = {"eval_loss": steps.make_eval_loss(graphdef, mesh, **kw),
          "encode_q": steps.make_encode(graphdef, "question"),
          "encode_p": steps.make_encode(graphdef, "passage")}

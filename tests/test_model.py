@@ -164,3 +164,21 @@ def test_projection_and_logical_axes():
   for path, var in nnx.to_flat_state(nnx.state(enc, nnx.Param)):
     axes = var.get_metadata().get("logical_axes")
     assert axes is not None and len(axes) == var.get_value().ndim, path
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention exists on GPUs only")
+def test_gpu_cudnn_attention_matches_xla_attention(monkeypatch):
+  """On a GPU in bf16 the fused path is cuDNN flash attention given sequence lengths; it must
+  give the embeddings of XLA's masked attention on a right-padded batch."""
+  cfg = BertConfig(num_hidden_layers=2, hidden_dropout_prob=0.0)
+  enc = Encoder(cfg, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  rng = np.random.default_rng(0)
+  lengths = rng.integers(5, 129, 16)
+  mask = (np.arange(128)[None] < lengths[:, None]).astype(np.int32)
+  ids = rng.integers(1000, cfg.vocab_size, (16, 128)).astype(np.int32) * mask
+  f = jax.jit(lambda i, m: enc(i, m))
+  assert "cudnn" in f.lower(ids, mask).as_text().lower()  # the fused kernel, not a fallback
+  ours = np.asarray(f(ids, mask))
+  monkeypatch.setenv("DPR_JAX_ATTENTION", "xla")
+  ref = np.asarray(jax.jit(lambda i, m: enc(i, m))(ids, mask))
+  assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 2e-2
