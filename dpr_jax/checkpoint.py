@@ -81,9 +81,9 @@ def model_from_spec(spec: dict, dtype=None):
   return DualEncoder(q, None if spec["tied"] else make())
 
 
-def load_trained(workdir, which: str = "best", dtype=None):
-  """A trained DualEncoder from a training workdir: `best` (falls back to latest) or `latest`.
-  -> (model, spec, step)."""
+def load_trained(workdir, which: str = "best", dtype=None, step: int | None = None):
+  """A trained DualEncoder from a training workdir: `best` (falls back to latest) or `latest`;
+  with `step`, that step of best/ (which=best) or checkpoints/ (latest). -> (model, spec, step)."""
   workdir = Path(workdir).absolute()
   f = workdir / "model.json"
   if not f.is_file():
@@ -94,9 +94,15 @@ def load_trained(workdir, which: str = "best", dtype=None):
   model = model_from_spec(spec, dtype)
   graphdef, state = nnx.split(model)
   params = nnx.to_pure_dict(state)
-  for sub in (["best", "checkpoints"] if which == "best" else ["checkpoints"]):
+  wanted = step
+  for sub in (["best", "checkpoints"] if which == "best" and step is None
+              else ["best"] if which == "best" else ["checkpoints"]):
     mngr = ocp.CheckpointManager(workdir / sub)
-    step = mngr.best_step() if sub == "best" else mngr.latest_step()
+    if wanted is not None and wanted not in mngr.all_steps():
+      mngr.close()
+      raise FileNotFoundError(f"{workdir / sub}: no step {wanted}; it has {list(mngr.all_steps())}")
+    step = wanted if wanted is not None else (
+        mngr.best_step() if sub == "best" else mngr.latest_step())
     if step is not None:
       one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
       abstract = {"params": jax.tree.map(
@@ -114,14 +120,25 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
                dtype=None):
   """Any model PATH the tools accept -> (DualEncoder, tokenizer path, description dict).
 
-  PATH: a training workdir (`which` = best or latest checkpoint), or a Hugging Face BERT / DPR
+  PATH: a training workdir (`which` = best or latest checkpoint), an exported DPR pair
+  (`question_encoder/` + `ctx_encoder/`, see `dpr_jax.export`), or a Hugging Face BERT / DPR
   directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies;
   `normalize=None` follows a sentence-transformers `Normalize` module when the folder has one).
   """
   from dpr_jax import resources
-  from dpr_jax.hf_checkpoint import load_hf_encoder, resolve_model_dir
+  from dpr_jax.hf_checkpoint import dpr_pair, load_hf_encoder, resolve_model_dir
   from dpr_jax.model import DualEncoder
   p = Path(path)
+  pair = dpr_pair(p)
+  if pair is not None:
+    # An exported pair (ours or converted from DPR): how it was trained, when we exported it.
+    info = pair[2] or {}
+    pooling, normalize = info.get("pooling", pooling), info.get("normalize", bool(normalize))
+    load = lambda d: load_hf_encoder(d, pooling=pooling, normalize=normalize, dtype=dtype)
+    q = load(pair[0])
+    model = DualEncoder(q, None if info.get("tied") else load(pair[1]))
+    return model, str(pair[0]), {"model": str(p.absolute()), "pooling": pooling,
+                                 "normalize": normalize}
   if (p / "model.json").is_file():
     model, spec, step = load_trained(p, which, dtype)
     return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,

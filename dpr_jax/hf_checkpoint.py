@@ -170,6 +170,17 @@ def bert_tensors(bert: Bert, prefix: str = "") -> dict[str, np.ndarray]:
   return out
 
 
+def dpr_pair(path) -> tuple[Path, Path, dict | None] | None:
+  """A DPR pair directory (`question_encoder/` and `ctx_encoder/`, each a Hugging Face DPR
+  model, as `dpr_jax.export` writes) -> (question dir, context dir, export info or None)."""
+  p = Path(path)
+  q, c = p / "question_encoder", p / "ctx_encoder"
+  if not ((q / "config.json").is_file() and (c / "config.json").is_file()):
+    return None
+  info = p / "dpr_jax_export.json"
+  return q, c, json.loads(info.read_text()) if info.is_file() else None
+
+
 def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int | None = None,
                     normalize: bool = False, dtype=None, remat: bool = False,
                     prefix: str | None = None, seed: int = 0):
@@ -212,13 +223,22 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
 def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int = 0,
                        normalize: bool = False, tied: bool = False, dtype=None,
                        remat: bool = False, seed: int = 0, bert: dict | None = None):
-  """The dual encoder to train. `init`: a Hugging Face BERT/DPR directory or hub name,
+  """The dual encoder to train. `init`: a Hugging Face BERT/DPR directory or hub name, a DPR
+  pair directory (question_encoder/ + ctx_encoder/),
   `minilm` (the packaged all-MiniLM-L6-v2), or `random` (a fresh BERT with `bert` overrides of
   `BertConfig`, for tests and tiny runs). Separate encoders both start from `init`, as in DPR."""
   import jax.numpy as jnp
   from dpr_jax import resources
   from dpr_jax.model import DualEncoder, Encoder
   dtype = dtype or jnp.float32
+  pair = dpr_pair(init) if init not in ("random", "minilm") else None
+  if pair is not None:
+    # DPR's question and context encoders initialise ours (tied: the question encoder).
+    # projection_dim 0 keeps the checkpoint's own projection (DPR's `projection_dim`), if any.
+    load = lambda d: load_hf_encoder(d, pooling=pooling, projection_dim=projection_dim or None,
+                                     normalize=normalize, dtype=dtype, remat=remat, seed=seed)
+    q = load(pair[0])
+    return DualEncoder(q, None if tied else load(pair[1]))
   if init == "random":
     make = lambda: Encoder(BertConfig(**(bert or {})), pooling=pooling,
                            projection_dim=projection_dim, normalize=normalize, dtype=dtype,

@@ -85,7 +85,8 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
     ranks = np.asarray(positive_ranks(scores(jnp.asarray(qe), jnp.asarray(pe), similarity,
                                              temperature), jnp.asarray(positive)))
     out["eval/avg_rank"] = float(ranks.mean())
-    out["eval/top1"] = float((ranks == 0).mean())
+    for k in (1, 5, 20):
+      out[f"eval/top{k}"] = float((ranks < k).mean())
     out["eval/num_passages"] = len(passages)
   return out
 
