@@ -58,3 +58,34 @@ def has_answer(answers, text: str, mode: str = "string") -> bool:
     text = normalize(text)
     return any((r := _compiled(a)) is not None and r.search(text) is not None for a in answers)
   raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")
+
+
+# SQuAD's answer scoring (the official v1.1 evaluation script's normalisation).
+_ARTICLES = regex.compile(r"\b(a|an|the)\b", flags=regex.UNICODE)
+
+
+def squad_normalize(text: str) -> str:
+  """Lower case, drop punctuation and the articles a/an/the, collapse whitespace."""
+  import string
+  text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+  return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def exact_match(prediction: str, answers) -> float:
+  """1.0 if the normalised prediction equals any normalised answer."""
+  p = squad_normalize(prediction)
+  return float(any(p == squad_normalize(a) for a in answers))
+
+
+def f1(prediction: str, answers) -> float:
+  """Best token-overlap F1 of the prediction against the answers."""
+  from collections import Counter
+  pt = squad_normalize(prediction).split()
+  best = 0.0
+  for a in answers:
+    at = squad_normalize(a).split()
+    common = sum((Counter(pt) & Counter(at)).values())
+    if common:
+      prec, rec = common / len(pt), common / len(at)
+      best = max(best, 2 * prec * rec / (prec + rec))
+  return best

@@ -23,13 +23,18 @@ def _abstract(tree):
 
 
 class Checkpointer:
-  def __init__(self, workdir, keep: int = 3):
+  """`best_metric` / `best_mode`: what `best/` keeps (retriever: lowest average rank; reader:
+  highest exact match)."""
+
+  def __init__(self, workdir, keep: int = 3, best_metric: str = BEST_METRIC,
+               best_mode: str = "min"):
     workdir = Path(workdir).absolute()
+    self.best_metric = best_metric
     self.last = ocp.CheckpointManager(
         workdir / "checkpoints", options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
     self.best = ocp.CheckpointManager(
         workdir / "best", options=ocp.CheckpointManagerOptions(
-            max_to_keep=1, create=True, best_fn=lambda m: m[BEST_METRIC], best_mode="min"))
+            max_to_keep=1, create=True, best_fn=lambda m: m[best_metric], best_mode=best_mode))
 
   def latest_step(self) -> int | None:
     return self.last.latest_step()
@@ -38,10 +43,11 @@ class Checkpointer:
     args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     if step not in self.last.all_steps():
       self.last.save(step, args=args, force=True)
-    if metrics is not None and BEST_METRIC in metrics and step not in self.best.all_steps():
+    if (metrics is not None and self.best_metric in metrics
+        and step not in self.best.all_steps()):
       self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                    meta=ocp.args.JsonSave(meta)),
-                     metrics={BEST_METRIC: float(metrics[BEST_METRIC])}, force=True)
+                     metrics={self.best_metric: float(metrics[self.best_metric])}, force=True)
 
   def restore(self, step: int, like_state, best: bool = False):
     """-> (state laid out like `like_state`, meta)."""
@@ -70,9 +76,12 @@ def write_model_spec(workdir, spec: dict):
 
 
 def model_from_spec(spec: dict, dtype=None):
-  """An (untrained) DualEncoder with the architecture of `spec`."""
+  """An (untrained) DualEncoder (or Reader, `kind: reader`) with the architecture of `spec`."""
   import jax.numpy as jnp
   from dpr_jax.model import BertConfig, DualEncoder, Encoder
+  if spec.get("kind") == "reader":
+    from dpr_jax.reader import Reader
+    return Reader(BertConfig(**spec["bert"]), dtype=dtype or jnp.float32, rngs=nnx.Rngs(0))
   make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
                          projection_dim=spec["projection_dim"],
                          normalize=spec.get("normalize", False), dtype=dtype or jnp.float32,
@@ -89,7 +98,8 @@ def load_trained(workdir, which: str = "best", dtype=None, step: int | None = No
   if not f.is_file():
     raise FileNotFoundError(f"{f} not found: {workdir} is not a dpr-jax training workdir")
   spec = json.loads(f.read_text())
-  if "normalize" not in spec and (workdir / "config.json").is_file():
+  if (spec.get("kind") != "reader" and "normalize" not in spec
+      and (workdir / "config.json").is_file()):
     spec["normalize"] = json.loads((workdir / "config.json").read_text())["loss"]["similarity"] == "cosine"
   model = model_from_spec(spec, dtype)
   graphdef, state = nnx.split(model)
@@ -140,6 +150,8 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
     return model, str(pair[0]), {"model": str(p.absolute()), "pooling": pooling,
                                  "normalize": normalize}
   if (p / "model.json").is_file():
+    if json.loads((p / "model.json").read_text()).get("kind") == "reader":
+      raise ValueError(f"{p} is a reader workdir; a retriever (dual encoder) is expected here")
     model, spec, step = load_trained(p, which, dtype)
     return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,
                                       "pooling": spec["pooling"],

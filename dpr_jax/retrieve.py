@@ -12,6 +12,7 @@ the model fingerprint, and reused; an index of another model or corpus is an err
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -24,24 +25,33 @@ from dpr_jax import answers as answer_lib
 from dpr_jax import config_lib
 
 
-def encode_questions(model_path, texts, *, which="best", pooling="cls", normalize=None,
-                     max_length=64, batch_size=64) -> tuple[np.ndarray, dict]:
-  """-> ([Q, D] question embeddings, {fingerprint, ...}) from any model PATH."""
+@functools.lru_cache(maxsize=2)
+def _question_encoder(model_path, which, pooling, normalize):
+  """Loaded once per process (the interactive reader asks many times)."""
   from dpr_jax import sharding, steps
   from dpr_jax.checkpoint import fingerprint, load_model
-  from dpr_jax.inference import embed
-  from dpr_jax.tokenization import Tokenizer
   model, tok_path, desc = load_model(model_path, which=which, pooling=pooling, normalize=normalize)
   graphdef, state = nnx.split(model)
   mesh = sharding.make_mesh(devices=jax.local_devices())
   params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
+  desc = {**desc, "fingerprint": fingerprint(params, model.question.pooling,
+                                             model.question.normalize)}
+  return steps.make_encode(graphdef, "question"), params, mesh, tok_path, desc
+
+
+def encode_questions(model_path, texts, *, which="best", pooling="cls", normalize=None,
+                     max_length=64, batch_size=64) -> tuple[np.ndarray, dict]:
+  """-> ([Q, D] question embeddings, {fingerprint, ...}) from any model PATH."""
+  from dpr_jax.inference import embed
+  from dpr_jax.tokenization import Tokenizer
+  encode, params, mesh, tok_path, desc = _question_encoder(str(model_path), which, pooling,
+                                                           normalize)
   tok = Tokenizer(tok_path, question_max_length=max_length).questions(texts)
-  q = embed(steps.make_encode(graphdef, "question"), params, tok["input_ids"],
-            tok["attention_mask"], batch_size, mesh, local=True)
-  return q, {**desc, "fingerprint": fingerprint(params, model.question.pooling,
-                                                model.question.normalize)}
+  q = embed(encode, params, tok["input_ids"], tok["attention_mask"], batch_size, mesh, local=True)
+  return q, desc
 
 
+@functools.lru_cache(maxsize=2)
 def dense_index(emb_dir, kind: str, index_dir=None):
   """Loads `<emb_dir>/index-<kind>` (checking its identity) or builds and saves it."""
   from dpr_jax import index as index_lib
@@ -93,11 +103,29 @@ def results_json(questions, corpus, rows, scores, match="string", with_text=True
   return out
 
 
-def run(a) -> list[dict]:
+@functools.lru_cache(maxsize=2)
+def _corpus(path):
+  from dpr_jax.corpus import read_corpus
+  return read_corpus(path)
+
+
+@functools.lru_cache(maxsize=2)
+def _bm25(path, k1, b):
   from dpr_jax.bm25 import BM25
-  from dpr_jax.corpus import read_corpus, read_questions
-  corpus = read_corpus(a.passages)
-  questions = read_questions(a.questions, limit=a.limit)
+  corpus = _corpus(path)
+  return BM25(corpus.titles, corpus.texts, k1=k1, b=b)
+
+
+def run(a, questions=None) -> list[dict]:
+  """Retrieval for the questions of `a.questions` (or `questions`, a list of
+  `corpus.Question`). Corpus, BM25 index, dense index and model stay loaded between calls."""
+  from dpr_jax.corpus import read_questions
+  corpus = _corpus(a.passages)
+  if questions is None:
+    questions = read_questions(a.questions, limit=a.limit)
+    if getattr(a, "sample", None) and a.sample < len(questions):
+      keep = np.sort(np.random.default_rng(0).choice(len(questions), a.sample, replace=False))
+      questions = [questions[i] for i in keep]
   texts = [q.question for q in questions]
   row_of = {pid: i for i, pid in enumerate(corpus.ids)}
   depth = max(a.k, a.hybrid_depth) if a.retriever == "hybrid" else a.k
@@ -118,7 +146,7 @@ def run(a) -> list[dict]:
     rows = np.vectorize(lambda i: row_of[idx.ids[i]] if i >= 0 else -1)(r)
     dense = (s, rows)
   if a.retriever in ("bm25", "hybrid"):
-    engine = BM25(corpus.titles, corpus.texts, k1=a.bm25_k1, b=a.bm25_b)
+    engine = _bm25(a.passages, a.bm25_k1, a.bm25_b)
     r, s = engine.search(texts, depth)
     bm25 = (s, r)
   if a.retriever == "hybrid":
@@ -133,17 +161,16 @@ def run(a) -> list[dict]:
   else:
     scores, rows = dense if dense is not None else bm25
   return results_json(questions, corpus, rows[:, :a.k], scores[:, :a.k], a.match,
-                      with_text=not a.no_text)
+                      with_text=not getattr(a, "no_text", False))
 
 
-def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.retrieve", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_retrieval_args(ap, questions_required: bool = True):
+  """The retrieval flags (shared with `dpr_jax.answer`)."""
   config_lib.add_model_args(ap, required=False)
   ap.add_argument("--embeddings", help="encode.py output directory")
   ap.add_argument("--passages", required=True, help="the corpus TSV (id, text, title)")
-  ap.add_argument("--questions", required=True, help=".qa.csv or JSON-lines questions")
-  ap.add_argument("--out", required=True, help="results JSON")
+  ap.add_argument("--questions", required=questions_required,
+                  help=".qa.csv or JSON-lines questions")
   ap.add_argument("--k", type=int, default=100)
   ap.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat")
   ap.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense")
@@ -154,6 +181,15 @@ def main(argv=None):
   ap.add_argument("--question_max_length", type=int, default=64)
   ap.add_argument("--match", choices=["string", "regex"], default="string")
   ap.add_argument("--limit", type=int, default=None, help="first N questions only")
+  ap.add_argument("--sample", type=int, default=None,
+                  help="N questions drawn at random (seed 0), in file order")
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(prog="python -m dpr_jax.retrieve", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_retrieval_args(ap)
+  ap.add_argument("--out", required=True, help="results JSON")
   ap.add_argument("--no_text", action="store_true",
                   help="leave passage titles and texts out of the results (smaller files)")
   a = ap.parse_args(argv)

@@ -50,6 +50,10 @@ def _spec(var: nnx.Variable, mesh: Mesh) -> P:
     # A dimension the axis does not divide stays replicated rather than failing.
     ok = mesh_axis is not None and mesh.shape[mesh_axis] > 1 and dim % mesh.shape[mesh_axis] == 0
     spec.append(mesh_axis if ok else None)
+  # Trailing Nones dropped: a compiled step returns P() where it was given P(None,), and the
+  # two would key different compilations of the next step.
+  while spec and spec[-1] is None:
+    spec.pop()
   return P(*spec)
 
 
@@ -57,6 +61,25 @@ def param_shardings(params: nnx.State, mesh: Mesh):
   """A pytree of NamedShardings matching `params` (an nnx.State of Variables)."""
   return jax.tree.map(lambda v: NamedSharding(mesh, _spec(v, mesh)), params,
                       is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def state_shardings(state_shape, param_shardings_tree, mesh: Mesh):
+  """Shardings for a whole training state (params, optimizer moments, counters) from the
+  parameters' shardings: every leaf whose tree path ends with a parameter's path (the
+  parameter itself, Adam's mu / nu of it) takes that parameter's sharding; the rest (step
+  counts, RNG) are replicated. Pinning these as `out_shardings` keeps the optimizer state sharded
+  like the parameters (XLA's propagation leaves it replicated) and makes step N's output layout
+  equal step N+1's input layout, so the step compiles once."""
+  by_path = {tuple(p): s for p, s in jax.tree_util.tree_flatten_with_path(
+      param_shardings_tree, is_leaf=lambda x: isinstance(x, NamedSharding))[0]}
+  lengths = sorted({len(p) for p in by_path}, reverse=True)
+
+  def pick(path, _):
+    for n in lengths:
+      if len(path) >= n and tuple(path[-n:]) in by_path:
+        return by_path[tuple(path[-n:])]
+    return replicated(mesh)
+  return jax.tree_util.tree_map_with_path(pick, state_shape)
 
 
 def gathered_loss(loss_fn, mesh: Mesh):

@@ -43,8 +43,16 @@ def make_optimizer(schedule, *, weight_decay: float, clip_norm: float, b1: float
 
 
 def init_state(params, tx, seed: int) -> dict:
+  """Jit it with `out_shardings=sharding.state_shardings(...)` (see `place_state`)."""
   return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32),
           "rng": jax.random.key_data(jax.random.key(seed))}
+
+
+def place_state(params, tx, seed: int, mesh, param_shardings_tree):
+  """-> (state laid out on `mesh`, its shardings): the optimizer state sharded like the params."""
+  shape = jax.eval_shape(lambda p: init_state(p, tx, seed), params)
+  shardings = sharding.state_shardings(shape, param_shardings_tree, mesh)
+  return jax.jit(lambda p: init_state(p, tx, seed), out_shardings=shardings)(params), shardings
 
 
 def _side_keys(key):
@@ -130,11 +138,12 @@ def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
 
 
 def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperature: float,
-                    grad_cache_chunk: int = 0):
+                    grad_cache_chunk: int = 0, state_shardings=None):
   """-> step(state, batch) -> (state, metrics). Batch: {q_ids, q_mask: [B, Lq],
   p_ids, p_mask: [B*(1+H), Lp]}, batch-sharded. A non-finite loss leaves params and optimizer
   state unchanged (the step counter still advances) so that the host can stop on the next check
-  with the last good parameters intact. `grad_cache_chunk`: see `make_loss_and_grads`."""
+  with the last good parameters intact. `grad_cache_chunk`: see `make_loss_and_grads`.
+  `state_shardings` (`sharding.state_shardings`) pins the output state's layout."""
   loss_fn = sharding.gathered_loss(
       functools.partial(in_batch_nll, similarity=similarity, temperature=temperature), mesh)
   loss_and_grads = make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk)
@@ -153,7 +162,8 @@ def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperatur
                "train/grad_norm": optax.tree.norm(grads), "train/lr": schedule(state["step"])}
     return new, metrics
 
-  return jax.jit(step, donate_argnums=0)
+  out = None if state_shardings is None else (state_shardings, sharding.replicated(mesh))
+  return jax.jit(step, donate_argnums=0, out_shardings=out)
 
 
 def make_eval_loss(graphdef, mesh, *, similarity: str, temperature: float):

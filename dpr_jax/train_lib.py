@@ -142,10 +142,11 @@ def train(config, workdir) -> dict:
   schedule = steps.make_schedule(oc.lr, oc.warmup_steps, total)
   tx = steps.make_optimizer(schedule, weight_decay=oc.weight_decay, clip_norm=oc.clip_norm,
                             b1=oc.b1, b2=oc.b2, eps=oc.eps)
-  state = jax.jit(lambda p: steps.init_state(p, tx, tc.seed))(params)
+  state, state_shard = steps.place_state(params, tx, tc.seed, mesh, nnx.to_pure_dict(shard))
   kw = dict(similarity=lc.similarity, temperature=lc.temperature)
   train_step = steps.make_train_step(graphdef, tx, schedule, mesh,
-                                     grad_cache_chunk=tc.grad_cache_chunk, **kw)
+                                     grad_cache_chunk=tc.grad_cache_chunk,
+                                     state_shardings=state_shard, **kw)
   fns = {"eval_loss": steps.make_eval_loss(graphdef, mesh, **kw),
          "encode_q": steps.make_encode(graphdef, "question"),
          "encode_p": steps.make_encode(graphdef, "passage")}

@@ -47,3 +47,12 @@ def test_regex_mode_on_curatedtrec(squad_dir):
 def test_unknown_mode():
   with pytest.raises(ValueError, match="match mode"):
     has_answer(["a"], "a", "fuzzy")
+
+
+def test_squad_em_and_f1_by_hand():
+  from dpr_jax.answers import exact_match, f1
+  assert exact_match("The Eiffel Tower!", ["eiffel tower"]) == 1.0
+  assert exact_match("Eiffel", ["eiffel tower"]) == 0.0
+  # prediction "eiffel", gold "eiffel tower": precision 1, recall 1/2 -> F1 2/3
+  assert abs(f1("Eiffel", ["eiffel tower", "paris"]) - 2 / 3) < 1e-9
+  assert f1("london", ["paris"]) == 0.0

@@ -90,3 +90,34 @@ def test_train_step_with_grad_cache_matches_direct_step():
     out.append((float(metrics["train/loss"]), new["params"]))
   assert abs(out[0][0] - out[1][0]) <= 1e-5 * abs(out[0][0])
   assert _rel_err(out[1][1], out[0][1]) <= 1e-5
+
+
+def test_train_step_compiles_once_for_batches_of_different_texts(minilm_path):
+  """Batches of very different text lengths tokenize to the same shapes, so the jitted step is
+  traced and compiled once (no per-batch retracing)."""
+  from dpr_jax.data import Passage, tokenize_batch
+  from dpr_jax.tokenization import Tokenizer
+  tok = Tokenizer(minilm_path, 16, 32)
+  cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                   intermediate_size=64, max_position_embeddings=32)
+  n = 8 if jax.device_count() >= 8 else 1
+  mesh = sharding.make_mesh(fsdp=2 if n == 8 else 1, devices=jax.devices()[:n])
+  graphdef, state = nnx.split(DualEncoder(Encoder(cfg, rngs=nnx.Rngs(0))))
+  schedule = optax.constant_schedule(1e-3)
+  tx = steps.make_optimizer(schedule, weight_decay=0.0, clip_norm=1.0)
+  # As train_lib lays the state out: parameters (and Adam's moments) sharded by logical axes.
+  shard = nnx.to_pure_dict(sharding.param_shardings(state, mesh))
+  params = jax.device_put(nnx.to_pure_dict(state), shard)
+  st, st_shard = steps.place_state(params, tx, 0, mesh, shard)
+  step = steps.make_train_step(graphdef, tx, schedule, mesh, similarity="dot", temperature=1.0,
+                               state_shardings=st_shard)
+  for words in (1, 7, 200):
+    qs = [("why " * words).strip()] * 8
+    ps = [Passage("t", "word " * (words * i + 1)) for i in range(16)]
+    st, _ = step(st, sharding.host_to_global(tokenize_batch(tok, qs, ps, 16, 32), mesh))
+  assert step._cache_size() == 1
+  # Adam's moments live where their parameters do (fsdp-sharded embed dimension).
+  side = next(iter(st["params"]))  # the one shared encoder of a tied model
+  emb = st["opt_state"][1][0].mu[side]["bert"]["word_embeddings"]["embedding"]
+  assert emb.sharding.spec == st["params"][side]["bert"]["word_embeddings"]["embedding"].sharding.spec
+  assert emb.sharding.spec != ()

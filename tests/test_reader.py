@@ -1,0 +1,115 @@
+"""The reader: span labelling, the marginal loss by hand, span decoding, and a tiny end-to-end
+train -> predict -> answer run."""
+import json
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from dpr_jax import reader_data
+from dpr_jax.reader import best_span, reader_loss
+
+
+@pytest.fixture(scope="module")
+def tok(minilm_path):
+  return reader_data.ReaderTokenizer(minilm_path, max_length=40, question_max_length=8)
+
+
+def _answers_found(tok, question, title, text, answers):
+  enc = tok.encode(question, title, text)
+  return [reader_data.span_text(enc, s, e) for s, e in reader_data.find_spans(enc, answers, tok)]
+
+
+def test_spans_every_occurrence_with_accents_start_and_end(tok):
+  text = "São Paulo is large. Many people live in Sao Paulo, the city of SÃO PAULO"
+  assert _answers_found(tok, "where?", "Brazil", text, ["Sao Paulo"]) == [
+      "São Paulo", "Sao Paulo", "SÃO PAULO"]  # start, middle, end of the text; accents folded
+  # two answers, one of them a sub-span of nothing: both found, in order
+  assert _answers_found(tok, "q", "", "Paris or Lyon, then Paris.", ["Paris", "Lyon"]) == [
+      "Paris", "Lyon", "Paris"]
+  assert _answers_found(tok, "q", "", "nothing relevant here", ["Rome"]) == []
+
+
+def test_spans_beyond_truncation_are_dropped(tok):
+  text = "Rome " + "filler word " * 40 + "Rome"
+  enc = tok.encode("which city?", "T", text)
+  assert len(enc.ids) == 40 and enc.ids[-1] == tok.sep
+  assert [reader_data.span_text(enc, s, e)
+          for s, e in reader_data.find_spans(enc, ["Rome"], tok)] == ["Rome"]
+
+
+def test_marginal_loss_matches_hand_computation():
+  # 1 question, 2 passages (positive first), 4 tokens; text tokens are 1..3 of each passage.
+  start = np.array([[[0.0, 1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 0.0]]], np.float32)
+  end = np.array([[[0.0, 0.3, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]]], np.float32)
+  select = np.array([[1.0, 0.0]], np.float32)
+  text = np.array([[[0, 1, 1, 1], [0, 1, 1, 1]]], np.int32)
+  # answer occurs at (1, 2) and (3, 3); a third, masked-out slot must not count
+  ss, se, sm = np.array([[1, 3, 2]]), np.array([[2, 3, 2]]), np.array([[1, 1, 0]])
+  out = reader_loss(*(jnp.asarray(x) for x in (start, end, select, text, ss, se, sm)))
+  ps = np.exp([1.0, 2.0, 0.5]) / np.exp([1.0, 2.0, 0.5]).sum()      # softmax over tokens 1..3
+  pe = np.exp([0.3, 1.0, 2.0]) / np.exp([0.3, 1.0, 2.0]).sum()
+  span = -np.log(ps[0] * pe[1] + ps[2] * pe[2])
+  sel = -np.log(np.exp(1.0) / (np.exp(1.0) + 1.0))
+  np.testing.assert_allclose(float(out["span_loss"]), span, rtol=1e-6)
+  np.testing.assert_allclose(float(out["select_loss"]), sel, rtol=1e-6)
+  np.testing.assert_allclose(float(out["loss"]), span + sel, rtol=1e-6)
+
+
+def test_best_span_respects_text_mask_order_and_length():
+  start = np.array([9.0, 1.0, 3.0, 0.0, 0.0])
+  end = np.array([9.0, 0.0, 0.0, 2.0, 5.0])
+  mask = np.array([0, 1, 1, 1, 1])
+  assert best_span(start, end, mask, max_answer_length=10)[:2] == (2, 4)   # token 0 is masked
+  assert best_span(start, end, mask, max_answer_length=2)[:2] == (2, 3)    # 3 tokens too long
+
+
+def _results(n, rng):
+  """Tiny retrieval results: the answer is a city name in passage 0, absent from the rest."""
+  cities = ["Paris", "Rome", "Berlin", "Madrid", "Vienna", "Prague"]
+  rows = []
+  for i in range(n):
+    c = cities[i % len(cities)]
+    ctxs = [{"id": f"{i}-0", "title": c, "text": f"The capital is {c} and it is old.",
+             "has_answer": True, "score": 1.0}]
+    for j in range(1, 4):
+      other = cities[(i + j) % len(cities)]
+      ctxs.append({"id": f"{i}-{j}", "title": other, "text": f"Nothing about it in {other}.",
+                   "has_answer": False, "score": 0.5})
+    rows.append({"question": f"what is capital number {i}?", "answers": [c], "ctxs": ctxs})
+  return rows
+
+
+def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
+  from dpr_jax import answer, reader_train
+  from configs import reader_squad
+  rows = _results(12, np.random.default_rng(0))
+  (tmp_path / "train.json").write_text(json.dumps(rows))
+  (tmp_path / "dev.json").write_text(json.dumps(rows[:4]))
+  c = reader_squad.get_config()
+  c.model.init = "random"
+  c.model.bert = ml_collections.ConfigDict(dict(hidden_size=32, num_hidden_layers=1,
+                                                num_attention_heads=4, intermediate_size=64,
+                                                max_position_embeddings=64))
+  c.data.train_results, c.data.dev_results = str(tmp_path / "train.json"), str(tmp_path / "dev.json")
+  c.data.passages, c.data.max_length = "", 48
+  c.train.batch_questions, c.train.max_steps, c.train.log_every = 8, 3, 1
+  c.eval.every, c.eval.top_k, c.eval.batch_questions = 3, 4, 8
+  last = reader_train.train(c, tmp_path / "reader")
+  assert np.isfinite(last["train/loss"]) and 0 <= last["eval/em"] <= 1
+  lines = [json.loads(l) for l in (tmp_path / "reader/metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if "train/loss" in l] == [1, 2, 3]
+  answer.main(["--reader", str(tmp_path / "reader"), "--results", str(tmp_path / "dev.json"),
+               "--passages", str(_corpus(tmp_path, rows)), "--top_k", "4",
+               "--out", str(tmp_path / "pred.json")])
+  preds = json.loads((tmp_path / "pred.json").read_text())
+  assert len(preds) == 4 and all(p["prediction"] in p["passage"] for p in preds)
+  assert "EM" in capsys.readouterr().out
+
+
+def _corpus(tmp_path, rows):
+  f = tmp_path / "corpus.tsv"
+  f.write_text("id\ttext\ttitle\n" + "".join(f"{c['id']}\t{c['text']}\t{c['title']}\n"
+                                              for r in rows for c in r["ctxs"]))
+  return f
