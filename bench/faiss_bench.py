@@ -46,6 +46,8 @@ def main():
   ap.add_argument("--repeats", type=int, default=3)
   ap.add_argument("--hnsw_m", type=int, default=64)
   ap.add_argument("--ef_construction", type=int, default=200)
+  ap.add_argument("--embeddings", help="an encode.py output directory: index its real vectors "
+                  "(queries: --queries of them, drawn at random) instead of random ones")
   ap.add_argument("--max_hnsw_size", type=int, default=0,
                   help="skip hnsw above this many passages (0: no limit); building HNSW is slow")
   a = ap.parse_args()
@@ -53,10 +55,20 @@ def main():
   import faiss
   from dpr_jax import index as index_lib
   q = next(unit_vectors(a.queries, a.dim, seed=12345))[1]
-  for n in [int(x) for x in a.sizes.split(",")]:
+  sizes = [int(x) for x in a.sizes.split(",")]
+  real = None
+  if a.embeddings:
+    from dpr_jax.encoding import read_embeddings
+    ids, emb, _ = read_embeddings(a.embeddings)
+    emb = np.asarray(emb, np.float32)
+    real = [(ids, emb)]
+    a.dim, sizes = emb.shape[1], [len(ids)]
+    q = emb[np.random.default_rng(0).choice(len(ids), a.queries, replace=False)]
+  for n in sizes:
     exact = None
     for kind in a.kinds.split(","):
       row = {"bench": "faiss", "size": n, "kind": kind, "dim": a.dim, "k": a.k,
+             "vectors": a.embeddings or "random unit",
              "queries": a.queries, "faiss": faiss.__version__, "machine": platform.machine(),
              "omp_threads": faiss.omp_get_max_threads(), "cpus": os.cpu_count()}
       if kind == "hnsw" and a.max_hnsw_size and n > a.max_hnsw_size:
@@ -64,7 +76,7 @@ def main():
               flush=True)
         continue
       t0 = time.perf_counter()
-      idx = index_lib.build(Parts(n, a.dim, seed=n), kind, a.dim, {},
+      idx = index_lib.build(real or Parts(n, a.dim, seed=n), kind, a.dim, {},
                             hnsw_m=a.hnsw_m, ef_construction=a.ef_construction)
       row["build_s"] = round(time.perf_counter() - t0, 1)
       row["index_mib"] = round(len(faiss.serialize_index(idx.index)) / 2**20, 1)

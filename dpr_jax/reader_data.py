@@ -80,7 +80,8 @@ class ReaderTokenizer:
     q = self.pieces(question)[0][: self.question_max_length]
     t = self.pieces(title)[0] if title else []
     head = [self.cls] + q + [self.sep] + (t + [self.sep] if t else [])
-    head = head[: self.max_length // 2]  # a very long title never crowds out the text
+    if len(head) > self.max_length // 2:  # a very long title never crowds out the text
+      head = head[: self.max_length // 2 - 1] + [self.sep]
     ids, offsets = self.pieces(text)
     room = max(0, self.max_length - len(head) - 1)
     ids, offsets = ids[:room], offsets[:room]

@@ -83,9 +83,11 @@ def predict(forward, params, results, tok, *, top_k: int, batch_questions: int,
     chunk = results[s: s + bq]
     encs = [[tok.encode(r["question"], c.get("title", ""), c["text"]) for c in r["ctxs"][:top_k]]
             for r in chunk]
+    for i, e in enumerate(encs):
+      if not e:
+        raise reader_data.ReaderDataError(
+            f"result {s + i} ({chunk[i]['question'][:60]!r}): no retrieved passages to read")
     k = max(len(e) for e in encs)
-    if k == 0:
-      raise reader_data.ReaderDataError(f"results {s}..: no passages to read")
     for e in encs:  # fewer than k passages: repeat the last (never selected twice in practice)
       e += [e[-1]] * (k - len(e))
     encs += [encs[0]] * (bq - len(encs))
@@ -165,7 +167,7 @@ def train(config, workdir) -> dict:
     s = score(preds)
     return {"eval/em": s["em"], "eval/f1": s["f1"], "eval/questions": s["count"]}
 
-  last = {}
+  last, t_step = {}, start
   if start == 0 and dev and ec.at_start:
     metrics.write(0, evaluate())
   t0 = time.time()
@@ -183,15 +185,15 @@ def train(config, workdir) -> dict:
       if not np.isfinite(m["train/loss"]):
         ckpt.wait()
         raise NonFiniteLoss(f"non-finite reader loss at step {done}; stopped")
-      m["train/questions_per_s"] = tc.log_every * tc.batch_questions / max(time.time() - t0, 1e-9)
-      t0 = time.time()
+      m["train/questions_per_s"] = (done - t_step) * tc.batch_questions / max(time.time() - t0, 1e-9)
+      t0, t_step = time.time(), done
       metrics.write(done, m)
       last.update(m)
     ev = evaluate() if dev and (done % ec.every == 0 or done == tc.max_steps) else None
     if ev:
       metrics.write(done, ev)
       last.update(ev)
-      t0 = time.time()
+      t0, t_step = time.time(), done
     if ev or done % tc.save_every == 0 or done == tc.max_steps:
       ckpt.save(done, state, {"step": done, "seed": tc.seed}, ev)
   ckpt.wait()

@@ -9,7 +9,8 @@ the end on the config's validation set: the average rank of each question's posi
 validation passages and the top-1/5/20 accuracy of that ranking. Batches above
 `--grad_cache_above` train with gradient caching (same gradients, less memory). Runs live in
 `<workdir>/batch<B>/` and resume like any training run; the study writes `<workdir>/scaling.csv`
-and `<workdir>/scaling.png` (top-k and examples/s against batch size).
+and `<workdir>/scaling.png` (top-k and examples/s against batch size); `<workdir>/untrained/` holds
+the initialisation's evaluation (CSV row with batch 0). Re-running skips finished runs.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "base config (configs/
 _WORKDIR = flags.DEFINE_string("workdir", None, "one sub-directory per batch size", required=True)
 _BATCHES = flags.DEFINE_list("batch_sizes", ["8", "16", "32", "64"], "global batch sizes")
 _EXAMPLES = flags.DEFINE_integer("examples", 1536, "training questions per run (steps = this / batch)")
+_BASELINE = flags.DEFINE_bool("baseline", True, "also evaluate the untrained initialisation "
+                               "(drawn as a dashed line)")
 _CACHE_ABOVE = flags.DEFINE_integer("grad_cache_above", 0,
                                     "batches larger than this train with grad_cache_chunk = this "
                                     "divided by the device count (0: never)")
@@ -78,14 +81,20 @@ def summarize(workdir: Path, batch: int, c, wall_s: float) -> dict:
           "num_val_passages": int(last["eval/num_passages"])}
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def plot(rows: list[dict], path: Path, title: str, baseline: dict | None = None) -> None:
+  """Top-k against batch (left), examples/s against batch (right); `baseline` (the untrained
+  model, CSV batch 0) as dashed lines."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   b = [r["batch"] for r in rows]
   fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-  for k, style in (("top20", "o-"), ("top5", "s--"), ("top1", "^:")):
-    ax1.plot(b, [100 * r[k] for r in rows], style, label=f"top-{k[3:]}")
+  for k, style in (("top20", "o-"), ("top5", "s-"), ("top1", "^-")):
+    line, = ax1.plot(b, [100 * r[k] for r in rows], style, label=f"top-{k[3:]}")
+    if baseline:
+      ax1.axhline(100 * baseline[k], ls="--", color=line.get_color(), lw=1)
+  if baseline:
+    ax1.plot([], [], "k--", lw=1, label="untrained")
   ax1.set(xscale="log", xlabel="global batch (questions)", ylabel="validation accuracy (%)",
           title=title)
   ax1.set_xticks(b, [str(x) for x in b])
@@ -98,29 +107,54 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
   fig.savefig(path, dpi=100)
 
 
+def _baseline(base, root: Path) -> dict:
+  """The initialisation, evaluated on the same validation set: one step at learning rate 0
+  (parameters unchanged), then the usual end-of-run validation."""
+  from dpr_jax import train_lib
+  c = run_config(base, base.train.global_batch, base.train.global_batch, 0, 1, root)
+  c.optim.lr = 0.0
+  wd = root / "untrained"
+  if not (wd / "metrics.jsonl").is_file():
+    train_lib.train(c, wd)
+  return summarize(wd, 0, c, 0.0)
+
+
 def main(argv):
   del argv
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("dpr_jax").setLevel(logging.INFO)
   import jax
   from dpr_jax import train_lib
-  root = Path(_WORKDIR.value)
+  root = Path(_WORKDIR.value).absolute()
   root.mkdir(parents=True, exist_ok=True)
   rows = []
   for batch in [int(b) for b in _BATCHES.value]:
     c = run_config(_CONFIG.value, batch, _EXAMPLES.value, _CACHE_ABOVE.value,
-                   jax.device_count(), root.absolute())
+                   jax.device_count(), root)
     wd = root / f"batch{batch}"
-    t0 = time.time()
-    train_lib.train(c, wd)
-    rows.append(summarize(wd, batch, c, time.time() - t0))
+    done = wd / "scaling_row.json"   # a finished run is not re-run (the study resumes)
+    if done.is_file():
+      rows.append(json.loads(done.read_text()))
+    else:
+      t0 = time.time()
+      train_lib.train(c, wd)
+      rows.append(summarize(wd, batch, c, time.time() - t0))
+      done.write_text(json.dumps(rows[-1]))
     print(json.dumps(rows[-1]), flush=True)
-    with open(root / "scaling.csv", "w", newline="") as f:  # rewritten after every run
-      w = csv.DictWriter(f, FIELDS)
-      w.writeheader()
-      w.writerows(rows)
-  plot(rows, root / "scaling.png", f"{_EXAMPLES.value} training questions per run")
+    _write_csv(root / "scaling.csv", rows)
+  base = _baseline(_CONFIG.value, root) if _BASELINE.value else None
+  if base:
+    print(json.dumps({"untrained": base}), flush=True)
+    _write_csv(root / "scaling.csv", rows + [base])
+  plot(rows, root / "scaling.png", f"{_EXAMPLES.value} training questions per run", base)
   print(f"wrote {root / 'scaling.csv'} and {root / 'scaling.png'}")
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+  with open(path, "w", newline="") as f:
+    w = csv.DictWriter(f, FIELDS)
+    w.writeheader()
+    w.writerows(rows)
 
 
 if __name__ == "__main__":

@@ -182,3 +182,21 @@ def test_gpu_cudnn_attention_matches_xla_attention(monkeypatch):
   monkeypatch.setenv("DPR_JAX_ATTENTION", "xla")
   ref = np.asarray(jax.jit(lambda i, m: enc(i, m))(ids, mask))
   assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 2e-2
+
+
+def test_deferred_softmax_attention_equals_softmax_attention_with_and_without_dropout():
+  """exp(s - max) @ v / rowsum is softmax(s) @ v; with dropout, the mask applied to the
+  unnormalised weights equals the mask applied to the probabilities (same key, same bits)."""
+  from dpr_jax.model import deferred_softmax_attention, dropout
+  r = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(r.standard_normal((3, 9, 2, 4)), jnp.float32) for _ in range(3))
+  mask = jnp.asarray((np.arange(9)[None] < np.array([9, 5, 1])[:, None]).astype(np.int32))
+  ref = jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
+  np.testing.assert_allclose(np.asarray(deferred_softmax_attention(q, k, v, mask)),
+                             np.asarray(ref), atol=1e-6)
+  key = jax.random.key(3)
+  s = jnp.einsum("bqnd,bknd->bnqk", q, k) / 2.0
+  s = jnp.where(mask[:, None, None, :] > 0, s, jnp.finfo(jnp.float32).min)
+  ref_drop = jnp.einsum("bnqk,bknd->bqnd", dropout(jax.nn.softmax(s, -1), 0.3, key), v)
+  np.testing.assert_allclose(np.asarray(deferred_softmax_attention(q, k, v, mask, 0.3, key)),
+                             np.asarray(ref_drop), atol=1e-5)

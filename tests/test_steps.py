@@ -74,27 +74,10 @@ def test_grad_cache_rejects_a_chunk_that_does_not_divide_the_batch():
     _loss_and_grads(1, 4, False, batch)
 
 
-def test_train_step_with_grad_cache_matches_direct_step():
-  mesh = sharding.make_mesh(devices=jax.devices()[:1])
-  model = DualEncoder(Encoder(CFG, rngs=nnx.Rngs(0)))
-  graphdef, state = nnx.split(model)
-  params = nnx.to_pure_dict(state)
-  schedule = optax.constant_schedule(1e-3)
-  tx = steps.make_optimizer(schedule, weight_decay=0.0, clip_norm=1.0)
-  batch = sharding.host_to_global(_batch(4, per_q=2), mesh)
-  out = []
-  for chunk in (0, 2):
-    step = steps.make_train_step(graphdef, tx, schedule, mesh, similarity="dot",
-                                 temperature=1.0, grad_cache_chunk=chunk)
-    new, metrics = step(steps.init_state(jax.tree.map(jnp.copy, params), tx, 0), batch)
-    out.append((float(metrics["train/loss"]), new["params"]))
-  assert abs(out[0][0] - out[1][0]) <= 1e-5 * abs(out[0][0])
-  assert _rel_err(out[1][1], out[0][1]) <= 1e-5
-
-
 def test_train_step_compiles_once_for_batches_of_different_texts(minilm_path):
   """Batches of very different text lengths tokenize to the same shapes, so the jitted step is
-  traced and compiled once (no per-batch retracing)."""
+  traced and compiled once (no per-batch retracing), and its output state has the layout of its
+  input state."""
   from dpr_jax.data import Passage, tokenize_batch
   from dpr_jax.tokenization import Tokenizer
   tok = Tokenizer(minilm_path, 16, 32)
@@ -109,12 +92,14 @@ def test_train_step_compiles_once_for_batches_of_different_texts(minilm_path):
   shard = nnx.to_pure_dict(sharding.param_shardings(state, mesh))
   params = jax.device_put(nnx.to_pure_dict(state), shard)
   st, st_shard = steps.place_state(params, tx, 0, mesh, shard)
+  # With gradient caching on, which also checks its wiring into the train step.
   step = steps.make_train_step(graphdef, tx, schedule, mesh, similarity="dot", temperature=1.0,
-                               state_shardings=st_shard)
+                               grad_cache_chunk=1, state_shardings=st_shard)
   for words in (1, 7, 200):
     qs = [("why " * words).strip()] * 8
     ps = [Passage("t", "word " * (words * i + 1)) for i in range(16)]
-    st, _ = step(st, sharding.host_to_global(tokenize_batch(tok, qs, ps, 16, 32), mesh))
+    st, m = step(st, sharding.host_to_global(tokenize_batch(tok, qs, ps, 16, 32), mesh))
+    assert np.isfinite(float(m["train/loss"]))
   assert step._cache_size() == 1
   # Adam's moments live where their parameters do (fsdp-sharded embed dimension).
   side = next(iter(st["params"]))  # the one shared encoder of a tied model
