@@ -95,14 +95,14 @@ def plot(rows: list[dict], path: Path, title: str, baseline: dict | None = None)
       ax1.axhline(100 * baseline[k], ls="--", color=line.get_color(), lw=1)
   if baseline:
     ax1.plot([], [], "k--", lw=1, label="untrained")
-  ax1.set(xscale="log", xlabel="global batch (questions)", ylabel="validation accuracy (%)",
-          title=title)
-  ax1.set_xticks(b, [str(x) for x in b])
+  ax1.set(xlabel="global batch (questions)", ylabel="validation accuracy (%)", title=title)
   ax1.legend()
   ax2.plot(b, [r["examples_per_s"] for r in rows], "o-")
-  ax2.set(xscale="log", xlabel="global batch (questions)", ylabel="training examples / s",
-          title="throughput")
-  ax2.set_xticks(b, [str(x) for x in b])
+  ax2.set(xlabel="global batch (questions)", ylabel="training examples / s", title="throughput")
+  for ax in (ax1, ax2):
+    ax.set_xscale("log", base=2)
+    ax.minorticks_off()
+    ax.set_xticks(b, [str(x) for x in b])
   fig.tight_layout()
   fig.savefig(path, dpi=100)
 
