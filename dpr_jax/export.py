@@ -11,6 +11,8 @@ the tokenizer files. Tied encoders are written to both. Their `pooler_output` is
 for a [CLS]-pooled, dot-product model (DPR's); a mean-pooled or cosine model has no DPR
 equivalent, so exporting one needs `--allow_pooling_mismatch` (the weights are exact; users must
 mean-pool / normalise `last_hidden_state` themselves). Every dpr-jax tool reads OUT back.
+A reader workdir (`--checkpoint` of a reader, or `--reader DIR` beside a retriever) is written
+as `OUT/reader/`, loadable by `transformers.DPRReader`.
 """
 from __future__ import annotations
 
@@ -54,13 +56,38 @@ def write_encoder(enc, role: str, out_dir: Path, tokenizer_dir: Path | None) -> 
             "pad_token_id": 0}
   (d / "config.json").write_text(json.dumps(config, indent=2))
   save_file(encoder_tensors(enc, role), str(d / "model.safetensors"), metadata={"format": "pt"})
-  if tokenizer_dir is not None:
-    copied = [f for f in TOKENIZER_FILES if (Path(tokenizer_dir) / f).is_file()]
-    if not copied:
-      raise ExportError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
-    for f in copied:
-      shutil.copy(Path(tokenizer_dir) / f, d / f)
+  _copy_tokenizer(tokenizer_dir, d)
   return d
+
+
+def write_reader(reader, out_dir: Path, tokenizer_dir: Path | None) -> Path:
+  """Our `Reader` -> OUT/reader/, loadable by `transformers.DPRReader` (start, end and relevance
+  logits equal ours)."""
+  from safetensors.numpy import save_file
+  d = Path(out_dir) / "reader"
+  d.mkdir(parents=True, exist_ok=True)
+  config = {**reader.bert.cfg.to_hf(), "model_type": "dpr", "architectures": ["DPRReader"],
+            "projection_dim": 0, "position_embedding_type": "absolute", "pad_token_id": 0}
+  (d / "config.json").write_text(json.dumps(config, indent=2))
+  t = bert_tensors(reader.bert, "span_predictor.encoder.bert_model.")
+  for name in ("qa_outputs", "qa_classifier"):
+    lin = getattr(reader, name)
+    t[f"span_predictor.{name}.weight"] = np.ascontiguousarray(
+        np.asarray(lin.kernel.get_value(), np.float32).T)
+    t[f"span_predictor.{name}.bias"] = np.asarray(lin.bias.get_value(), np.float32)
+  save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
+  _copy_tokenizer(tokenizer_dir, d)
+  return d
+
+
+def _copy_tokenizer(tokenizer_dir, d: Path) -> None:
+  if tokenizer_dir is None:
+    return
+  copied = [f for f in TOKENIZER_FILES if (Path(tokenizer_dir) / f).is_file()]
+  if not copied:
+    raise ExportError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
+  for f in copied:
+    shutil.copy(Path(tokenizer_dir) / f, d / f)
 
 
 def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: bool = False,
@@ -93,8 +120,20 @@ def main(argv=None):
   ap.add_argument("--which", choices=["best", "latest"], default="best",
                   help="for a workdir: the best checkpoint (by validation) or the latest")
   ap.add_argument("--allow_pooling_mismatch", action="store_true")
+  ap.add_argument("--reader", help="also export this reader workdir (`dpr_jax.reader_train`) "
+                                   "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
   from dpr_jax.checkpoint import load_trained
+  readers = [Path(a.reader)] if a.reader else []
+  if json.loads((Path(a.checkpoint) / "model.json").read_text()).get("kind") == "reader" \
+      if (Path(a.checkpoint) / "model.json").is_file() else False:
+    readers, a.checkpoint = [Path(a.checkpoint)], None
+  for r in readers:
+    reader, spec, got = load_trained(r, a.which)
+    print(json.dumps({"reader": str(write_reader(reader, Path(a.out), spec.get("tokenizer"))),
+                      "source": f"{r.absolute()} step {got}"}))
+  if a.checkpoint is None:
+    return
   ck = Path(a.checkpoint)
   step = None
   if ck.name.isdigit() and ck.parent.name in ("checkpoints", "best"):

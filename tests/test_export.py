@@ -119,3 +119,28 @@ def test_missing_step_is_a_clear_error(tmp_path, minilm_path):
   wd = _workdir(tmp_path, _model(), str(minilm_path))
   with pytest.raises(FileNotFoundError, match="no step 3"):
     export.main(["--checkpoint", str(wd / "checkpoints" / "3"), "--out", str(tmp_path / "o")])
+
+
+def test_reader_exports_to_transformers_dpr_reader(tmp_path, minilm_path):
+  from dpr_jax.reader import Reader
+  reader = Reader(CFG, rngs=nnx.Rngs(3))
+  _randomize_norms(reader, 3)
+  wd = tmp_path / "reader_run"
+  wd.mkdir()
+  checkpoint.write_model_spec(wd, {"kind": "reader", "bert": CFG.to_hf(),
+                                   "tokenizer": str(minilm_path), "max_length": 64,
+                                   "question_max_length": 16})
+  ck = checkpoint.Checkpointer(wd)
+  ck.save(2, {"params": nnx.to_pure_dict(nnx.state(reader))}, {"step": 2})
+  ck.wait()
+  ck.close()
+  export.main(["--checkpoint", str(wd), "--out", str(tmp_path / "out"), "--which", "latest"])
+  hf = transformers.DPRReader.from_pretrained(str(tmp_path / "out" / "reader")).eval()
+  ids, mask = _inputs(4, 20, seed=5)
+  with torch.no_grad():
+    out = hf(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), return_dict=True)
+  start, end, select = reader(jnp.asarray(ids, jnp.int32)[None], jnp.asarray(mask, jnp.int32)[None])
+  real = mask > 0  # logits at padding positions are not compared (attention differs there)
+  assert np.abs(out.start_logits.numpy()[real] - np.asarray(start)[0][real]).max() <= 1e-4
+  assert np.abs(out.end_logits.numpy()[real] - np.asarray(end)[0][real]).max() <= 1e-4
+  assert np.abs(out.relevance_logits.numpy().ravel() - np.asarray(select)[0]).max() <= 1e-4
