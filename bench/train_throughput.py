@@ -130,6 +130,7 @@ def main():
   ap.add_argument("--p_len", type=int, default=256)
   ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   ap.add_argument("--attn_dropout", type=float, default=0.1)
+  ap.add_argument("--hidden_dropout", type=float, default=0.1)
   ap.add_argument("--remat", action="store_true")
   ap.add_argument("--grad_cache_chunk", type=int, default=0)
   ap.add_argument("--impls", default="ours,torch")
@@ -141,7 +142,8 @@ def main():
 
   import jax
   from dpr_jax.model import BertConfig
-  cfg = BertConfig(**ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout)
+  cfg = BertConfig(**ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
+                   hidden_dropout_prob=a.hidden_dropout)
   makers = {"ours": make_ours, "torch": make_theirs}
   impls = [s for s in a.impls.split(",") if s]
   runs = {}
@@ -174,7 +176,7 @@ def main():
   peak = next((v for k, v in PEAK_TFLOPS.items() if k in kind), None)
   common = {"bench": a.mode, "arch": a.arch, "batch": a.batch, "q_len": a.q_len,
             "p_len": a.p_len, "hard_negatives": a.hard_negatives, "dtype": a.dtype,
-            "attn_dropout": a.attn_dropout, "remat": a.remat,
+            "attn_dropout": a.attn_dropout, "hidden_dropout": a.hidden_dropout, "remat": a.remat,
             "grad_cache_chunk": a.grad_cache_chunk, "device": kind,
             "machine": platform.machine(), "jax": jax.__version__, "tag": a.tag}
   rate = {}
