@@ -125,8 +125,8 @@ def main(argv=None):
   a = ap.parse_args(argv)
   from dpr_jax.checkpoint import load_trained
   readers = [Path(a.reader)] if a.reader else []
-  if json.loads((Path(a.checkpoint) / "model.json").read_text()).get("kind") == "reader" \
-      if (Path(a.checkpoint) / "model.json").is_file() else False:
+  spec_file = Path(a.checkpoint) / "model.json"
+  if spec_file.is_file() and json.loads(spec_file.read_text()).get("kind") == "reader":
     readers, a.checkpoint = [Path(a.checkpoint)], None
   for r in readers:
     reader, spec, got = load_trained(r, a.which)
@@ -140,7 +140,7 @@ def main(argv=None):
     ck, step, which = ck.parent.parent, int(ck.name), ck.parent.name
   else:
     which = a.which
-  model, spec, got = load_trained(ck, "best" if which in ("best",) else "latest", step=step)
+  model, spec, got = load_trained(ck, "best" if which == "best" else "latest", step=step)
   info = export_model(model, a.out, tokenizer_dir=spec.get("tokenizer"),
                       allow_pooling_mismatch=a.allow_pooling_mismatch,
                       source=f"{ck.absolute()} step {got}")

@@ -18,7 +18,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from tqdm import tqdm
 
@@ -54,20 +53,9 @@ def make_step(graphdef, tx, schedule, mesh, state_shardings=None):
                       batch["span_end"], batch["span_mask"])
     return out["loss"], out
 
-  def step(state, batch):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, key)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    ok = jnp.isfinite(loss)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    return ({"params": keep(params, state["params"]),
-             "opt_state": keep(opt_state, state["opt_state"]), "step": state["step"] + 1,
-             "rng": state["rng"]},
-            {"train/" + k: v for k, v in out.items()} | {"train/lr": schedule(state["step"])})
-
-  out = None if state_shardings is None else (state_shardings, sharding.replicated(mesh))
-  return jax.jit(step, donate_argnums=0, out_shardings=out)
+  return steps.make_update_step(jax.value_and_grad(loss_fn, has_aux=True), tx, schedule, mesh,
+                                lambda loss, out, grads: {"train/" + k: v for k, v in out.items()},
+                                state_shardings)
 
 
 def predict(forward, params, results, tok, *, top_k: int, batch_questions: int,

@@ -148,9 +148,22 @@ def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperatur
       functools.partial(in_batch_nll, similarity=similarity, temperature=temperature), mesh)
   loss_and_grads = make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk)
 
+  def metrics(loss, out, grads):
+    return {"train/loss": loss, "train/accuracy": out["accuracy"],
+            "train/grad_norm": optax.tree.norm(grads)}
+
+  return make_update_step(loss_and_grads, tx, schedule, mesh, metrics, state_shardings)
+
+
+def make_update_step(loss_and_grads, tx, schedule, mesh, metrics_fn, state_shardings=None):
+  """The optimizer step shared by the retriever and the reader: -> jitted step(state, batch) ->
+  (state, metrics). `loss_and_grads(params, batch, key) -> ((loss, aux), grads)`, the key folded
+  from the state's RNG and step; `metrics_fn(loss, aux, grads) -> dict`. A non-finite loss leaves
+  params and optimizer state unchanged (the step counter still advances). The state is donated
+  and, with `state_shardings`, returned in the layout it came in (one compilation)."""
   def step(state, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state["rng"]), state["step"])
-    (loss, out), grads = loss_and_grads(state["params"], batch, key)
+    (loss, aux), grads = loss_and_grads(state["params"], batch, key)
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     finite = jnp.isfinite(loss)
@@ -158,9 +171,7 @@ def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperatur
     new = {"params": keep(params, state["params"]),
            "opt_state": keep(opt_state, state["opt_state"]),
            "step": state["step"] + 1, "rng": state["rng"]}
-    metrics = {"train/loss": loss, "train/accuracy": out["accuracy"],
-               "train/grad_norm": optax.tree.norm(grads), "train/lr": schedule(state["step"])}
-    return new, metrics
+    return new, {**metrics_fn(loss, aux, grads), "train/lr": schedule(state["step"])}
 
   out = None if state_shardings is None else (state_shardings, sharding.replicated(mesh))
   return jax.jit(step, donate_argnums=0, out_shardings=out)
