@@ -35,5 +35,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from dpr_jax import cpu_malloc
+  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
   flags.mark_flags_as_required(["config"])
   app.run(main, argv=config_lib.resolve_config_arg(sys.argv))

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from dpr_jax import cpu_malloc
+
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +75,7 @@ def main():
       times[name].append(time.perf_counter() - t0)
   common = {"model": str(a.model), "passages": a.passages, "batch_size": a.batch_size,
             "max_length": a.max_length, "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, jax {jax.__version__} {jax.default_backend()}",
-            "max_abs_err_cls": err}
+            "max_abs_err_cls": err, "malloc": cpu_malloc.setting()}
   res = {}
   for name in times:
     res[name] = a.passages / statistics.median(times[name])
@@ -84,4 +86,5 @@ def main():
 
 
 if __name__ == "__main__":
+  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: ours and PyTorch alike run with its SETTINGS
   main()

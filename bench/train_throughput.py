@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from dpr_jax import cpu_malloc
+
 ARCHS = {  # BertConfig overrides
     "bert-base": {},
     "minilm": dict(hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
@@ -178,7 +180,8 @@ def main():
             "p_len": a.p_len, "hard_negatives": a.hard_negatives, "dtype": a.dtype,
             "attn_dropout": a.attn_dropout, "hidden_dropout": a.hidden_dropout, "remat": a.remat,
             "grad_cache_chunk": a.grad_cache_chunk, "device": kind,
-            "machine": platform.machine(), "jax": jax.__version__, "tag": a.tag}
+            "machine": platform.machine(), "jax": jax.__version__, "tag": a.tag,
+            "malloc": cpu_malloc.setting()}
   rate = {}
   for name in impls:
     med = statistics.median(times[name])
@@ -195,4 +198,5 @@ def main():
 
 
 if __name__ == "__main__":
+  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: ours and PyTorch alike run with its SETTINGS
   main()

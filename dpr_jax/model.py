@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.extend import random as jax_random
 
 POOLINGS = ("cls", "mean")
 
@@ -100,16 +101,33 @@ def example_keys(rng: jax.Array, index: jax.Array) -> jax.Array:
   return jax.vmap(lambda i: jax.random.fold_in(rng, i))(index)
 
 
+def _uint16_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Uniform uint16 values of `shape` from one key: 4 per threefry block. `jax.random.bits`
+  (partitionable threefry, jax's default) spends one 20-round block per element whatever the
+  width; this counter-mode use of the raw 2x32 cipher spends one per 4 elements, which made
+  dropout masks ~4x cheaper to draw on XLA:CPU (measured; README, Performance)."""
+  n = math.prod(shape)
+  words = jax_random.threefry_2x32(jax.random.key_data(key),
+                                   jax.lax.iota(jnp.uint32, 2 * ((n + 3) // 4)))
+  return jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:n].reshape(shape)
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   """Inverted dropout; `rng=None` (evaluation) or `rate=0` is the identity. `rng`: one key, or a
-  [B] batch of keys, one per example along x's leading axis."""
-  if rng is None or rate == 0.0:
+  [B] batch of keys, one per example along x's leading axis. An element is dropped when a
+  uniform 16-bit draw is below round(rate * 65536) (rate 0.1: 0.100006) and the kept ones are
+  scaled so the expectation is exactly x."""
+  threshold = round(rate * 65536)
+  if rng is None or threshold == 0:
     return x
+  if threshold >= 65536:
+    return jnp.zeros_like(x)
   if rng.ndim == 0:
-    keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+    bits = _uint16_bits(rng, x.shape)
   else:
-    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - rate, x.shape[1:]))(rng)
-  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+    bits = jax.vmap(lambda k: _uint16_bits(k, x.shape[1:]))(rng)
+  scale = 65536 / (65536 - threshold)
+  return jnp.where(bits >= threshold, x * jnp.asarray(scale, x.dtype), jnp.zeros_like(x))
 
 
 def deferred_softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,

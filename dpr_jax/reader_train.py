@@ -206,6 +206,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from dpr_jax import cpu_malloc
+  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
   from absl import app, flags
   from ml_collections import config_flags
   from dpr_jax import config_lib

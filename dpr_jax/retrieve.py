@@ -202,4 +202,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  from dpr_jax import cpu_malloc
+  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
   sys.exit(main())

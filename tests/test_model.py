@@ -200,3 +200,24 @@ def test_deferred_softmax_attention_equals_softmax_attention_with_and_without_dr
   ref_drop = jnp.einsum("bnqk,bknd->bqnd", dropout(jax.nn.softmax(s, -1), 0.3, key), v)
   np.testing.assert_allclose(np.asarray(deferred_softmax_attention(q, k, v, mask, 0.3, key)),
                              np.asarray(ref_drop), atol=1e-5)
+
+
+def test_dropout_rate_scale_and_independence():
+  """Against the definition: an element is dropped with probability round(rate * 65536) / 65536,
+  kept ones are scaled by exactly 1 / (1 - that), and drops at nearby positions (which share a
+  threefry block) are uncorrelated; one key or per-example keys alike."""
+  from dpr_jax.model import dropout, example_keys
+  x = jnp.ones((4, 512, 130))
+  for rate, rng in ((0.1, example_keys(jax.random.key(0), jnp.arange(4))),
+                    (0.5, jax.random.key(1))):
+    p = round(rate * 65536) / 65536
+    y = np.asarray(dropout(x, rate, rng))
+    dropped = y == 0
+    assert abs(dropped.mean() - p) < 4 * np.sqrt(p * (1 - p) / y.size)
+    np.testing.assert_allclose(y[~dropped], 1 / (1 - p), rtol=1e-6)
+    d = dropped.reshape(-1).astype(np.float64)
+    for lag in (1, 2, 3, 4, 130):
+      assert abs(np.corrcoef(d[:-lag], d[lag:])[0, 1]) < 4 / np.sqrt(d.size)
+  # Different examples' masks differ (per-example keys are not one key repeated).
+  y = np.asarray(dropout(x, 0.1, example_keys(jax.random.key(0), jnp.arange(4))))
+  assert (y[0] != y[1]).any()

@@ -1,0 +1,93 @@
+"""cpu_malloc: when it re-executes, that the re-executed command is the same, and that the
+settings do what its docstring claims (page faults counted by the kernel, not by our code)."""
+import json
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dpr_jax import cpu_malloc
+
+glibc_linux = pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only")
+
+
+def clean_env(**extra):
+  env = {k: v for k, v in os.environ.items()
+         if k not in cpu_malloc.SETTINGS and k not in ("DPR_JAX_MALLOC", "JAX_PLATFORMS")}
+  return {**env, **extra}
+
+
+@glibc_linux
+def test_wanted_only_when_asked_and_once():
+  assert cpu_malloc.wanted(clean_env(DPR_JAX_MALLOC="1"))
+  assert not cpu_malloc.wanted(clean_env())
+  assert not cpu_malloc.wanted(clean_env(DPR_JAX_MALLOC="0"))
+  # Already set (the re-executed process, or the user's own choice): leave it.
+  assert not cpu_malloc.wanted(clean_env(DPR_JAX_MALLOC="1", MALLOC_ARENA_MAX="4"))
+  assert not cpu_malloc.wanted(clean_env(DPR_JAX_MALLOC="1", **cpu_malloc.SETTINGS))
+  assert cpu_malloc.setting(clean_env(**cpu_malloc.SETTINGS)) == "tuned"
+  assert cpu_malloc.setting(clean_env()) == "default"
+
+
+SCRIPT = """
+import json, os, sys
+from dpr_jax import cpu_malloc
+if __name__ == "__main__":
+  print("started", flush=True)
+  cpu_malloc.ensure()
+  env = {k: os.environ.get(k) for k in cpu_malloc.SETTINGS}
+  print(json.dumps({"argv": sys.argv[1:], "env": env, "stdin": sys.stdin.read()}))
+"""
+
+
+@glibc_linux
+@pytest.mark.parametrize("as_module", [False, True])
+def test_reexecutes_same_command_once(tmp_path, as_module):
+  (tmp_path / "reexec_probe.py").write_text(SCRIPT)
+  target = ["-m", "reexec_probe"] if as_module else [str(tmp_path / "reexec_probe.py")]
+  args = ["--flag", "a b", "--x=1"]
+  env = clean_env(DPR_JAX_MALLOC="1", PYTHONPATH=os.pathsep.join(
+      [str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+  out = subprocess.run([sys.executable, *target, *args], env=env, cwd=tmp_path, input="typed",
+                       capture_output=True, text=True, check=True).stdout.splitlines()
+  # The first process prints "started", then is replaced; the second prints it again and runs.
+  assert out[:2] == ["started", "started"] and len(out) == 3
+  got = json.loads(out[2])
+  assert got["argv"] == args and got["stdin"] == "typed"
+  assert got["env"] == cpu_malloc.SETTINGS
+  # Not asked for: runs once, untouched.
+  out = subprocess.run([sys.executable, *target, *args], env={**env, "DPR_JAX_MALLOC": "0"},
+                       cwd=tmp_path, input="", capture_output=True, text=True,
+                       check=True).stdout.splitlines()
+  assert out[0] == "started" and json.loads(out[1])["env"] == {k: None for k in cpu_malloc.SETTINGS}
+
+
+FAULTS = textwrap.dedent("""
+  import resource, jax, jax.numpy as jnp
+  f = jax.jit(lambda x: jnp.tanh(x @ x.T) @ x)  # a 64 MiB temporary per call
+  x = jnp.ones((4096, 256), jnp.float32)
+  for _ in range(20):  # the heap grows to its working size in the first ~12 calls
+    f(x).block_until_ready()
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  for _ in range(5):
+    f(x).block_until_ready()
+  print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+""")
+
+
+@glibc_linux
+def test_settings_stop_page_faults_on_xla_temporaries():
+  faults = {}
+  for name, extra in (("default", {}), ("tuned", cpu_malloc.SETTINGS)):
+    env = clean_env(JAX_PLATFORMS="cpu", **extra)
+    out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True,
+                         text=True, check=True)
+    faults[name] = int(out.stdout.split()[-1])
+  # 64 MiB is 16,384 pages: faulted in again on every call by default, reused when tuned.
+  # (The price: the heap keeps its high-water mark, ~2x the working set in this example.)
+  assert faults["default"] > 10_000, faults
+  assert faults["tuned"] < faults["default"] / 20, faults
