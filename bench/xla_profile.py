@@ -9,8 +9,9 @@ Runs the same training step as `bench/train_throughput.py` (ours only), then:
   (`--xla_cpu_enable_xprof_traceme`), each op mapped to its HLO (`--xla_dump_to`) for its
   shape and the JAX operation it came from, summed per category (matmul forward / backward,
   dropout RNG, GELU's erf, other elementwise and copies) and listed op by op (`--top`).
-Op times are the executing thread's time; XLA runs independent ops concurrently on the two
-cores, so an op's time includes waiting for cores its neighbour holds. One JSON line each.
+On CPU, op times are the executing thread's time; XLA runs independent ops concurrently on the
+two cores, so an op's time includes waiting for cores its neighbour holds. On a GPU they are the
+device's kernel times per HLO op (`--dtype bfloat16`). One JSON line each.
 """
 import argparse
 import collections
@@ -37,7 +38,9 @@ def category(thunk: str, jax_op: str) -> str:
     return "copies without metadata (loop state, outputs)"
   if "jvp(" not in jax_op:
     return "optimizer update (AdamW, clipping, non-finite guard)"
-  if thunk.startswith(("ynn_fusion", "dot")):
+  if "cudnn" in thunk or "fmha" in thunk:
+    return "attention (cuDNN)"
+  if any(t in thunk for t in ("ynn_fusion", "dot", "gemm", "cublas", "matmul")):
     if "dot_general" in jax_op:
       return "matmul, backward" if "transpose(" in jax_op else "matmul, forward"
     return "reductions and transposes in YNNPACK / Eigen"
@@ -50,7 +53,7 @@ def category(thunk: str, jax_op: str) -> str:
 
 def hlo_metadata(dump_dir: str) -> dict[str, tuple[str, str]]:
   """Op name -> (shape, JAX op_name) from the optimised HLO of the jitted train step."""
-  files = sorted(glob.glob(os.path.join(dump_dir, "*jit_step*cpu_after_optimizations.txt")))
+  files = sorted(glob.glob(os.path.join(dump_dir, "*jit_step*after_optimizations.txt")))
   meta = {}
   for line in open(files[-1]):
     m = re.match(r"\s+(?:ROOT )?%?([\w.\-]+) = (\S+) (.*)", line)
@@ -70,6 +73,7 @@ def main():
   ap.add_argument("--p_len", type=int, default=128)
   ap.add_argument("--attn_dropout", type=float, default=0.1)
   ap.add_argument("--hidden_dropout", type=float, default=0.1)
+  ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
   ap.add_argument("--warmup", type=int, default=6)
   ap.add_argument("--steps", type=int, default=3, help="timed steps")
   ap.add_argument("--trace_steps", type=int, default=2)
@@ -82,7 +86,8 @@ def main():
   import jax
   import train_throughput as tt
   from dpr_jax.model import BertConfig
-  a.mode, a.dtype, a.remat, a.grad_cache_chunk = "train", "float32", False, 0
+  a.mode, a.remat, a.grad_cache_chunk = "train", False, 0
+  on_cpu = jax.default_backend() == "cpu"
   cfg = BertConfig(**tt.ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
                    hidden_dropout_prob=a.hidden_dropout)
   run = tt.make_ours(a, cfg)
@@ -95,8 +100,9 @@ def main():
   r1, c1 = resource.getrusage(resource.RUSAGE_SELF), os.times()
   common = {"bench": "xla_profile", "arch": a.arch, "batch": a.batch, "q_len": a.q_len,
             "p_len": a.p_len, "attn_dropout": a.attn_dropout,
-            "hidden_dropout": a.hidden_dropout, "malloc": cpu_malloc.setting(),
-            "jax": jax.__version__}
+            "hidden_dropout": a.hidden_dropout, "dtype": a.dtype, "malloc": cpu_malloc.setting(),
+            "jax": jax.__version__, "device": getattr(jax.devices()[0], "device_kind", "cpu"),
+            "clock": "executor thread" if on_cpu else "device kernels"}
   print(json.dumps({**common, "step_s": round(wall / a.steps, 3),
                     "cpu_utilisation": round((c1.user - c0.user + c1.system - c0.system) / wall, 2),
                     "kernel_share_of_cpu": round((c1.system - c0.system) / max(
@@ -113,23 +119,39 @@ def main():
   events = json.load(gzip.open(trace))["traceEvents"]
   threads = {(e["pid"], e["tid"]): e["args"]["name"] for e in events
              if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  processes = {e["pid"]: e["args"]["name"] for e in events
+               if e.get("ph") == "M" and e.get("name") == "process_name"}
+
+  def executed_op(e) -> str | None:
+    """The HLO op an event executed, or None for events that are not one op's execution:
+    XLA:CPU's executor threads on CPU, the device's kernel streams on a GPU/TPU."""
+    if e.get("ph") != "X":
+      return None
+    if on_cpu:
+      ok = threads.get((e["pid"], e["tid"]), "").startswith("tf_XLA") and not e[
+          "name"].startswith(("ThunkExecutor", "SlinkyThreadPool"))
+      return e["name"] if ok else None
+    if not processes.get(e["pid"], "").startswith("/device:"):
+      return None
+    return e.get("args", {}).get("hlo_op") or e["name"]
+
   per_cat, per_op = collections.Counter(), collections.Counter()
   for e in events:
-    if (e.get("ph") != "X" or not threads.get((e["pid"], e["tid"]), "").startswith("tf_XLA")
-        or e["name"].startswith(("ThunkExecutor", "SlinkyThreadPool"))):
+    name = executed_op(e)
+    if name is None:
       continue
-    shape, jax_op = meta.get(e["name"], ("?", ""))
-    thunk = re.sub(r"\.\d+$", "", e["name"])
+    shape, jax_op = meta.get(name, ("?", ""))
+    thunk = re.sub(r"\.\d+$", "", name)
     ms = e["dur"] / 1e3 / a.trace_steps
     per_cat[category(thunk, jax_op)] += ms
     per_op[(thunk, shape, jax_op.removeprefix("jit(step)/"))] += ms
   total = sum(per_cat.values())
   for cat, ms in per_cat.most_common():
-    print(json.dumps({**common, "category": cat, "thread_ms_per_step": round(ms, 1),
+    print(json.dumps({**common, "category": cat, "ms_per_step": round(ms, 1),
                       "share": round(ms / total, 3)}))
   for (thunk, shape, jax_op), ms in per_op.most_common(a.top):
     print(json.dumps({**common, "op": thunk, "shape": shape, "jax_op": jax_op[-80:],
-                      "thread_ms_per_step": round(ms, 1)}))
+                      "ms_per_step": round(ms, 1)}))
 
 
 if __name__ == "__main__":
