@@ -70,12 +70,14 @@ FAULTS = textwrap.dedent("""
   import resource, jax, jax.numpy as jnp
   f = jax.jit(lambda x: jnp.tanh(x @ x.T) @ x)  # a 64 MiB temporary per call
   x = jnp.ones((4096, 256), jnp.float32)
-  for _ in range(20):  # the heap grows to its working size in the first ~12 calls
+  for _ in range(10):
     f(x).block_until_ready()
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  for _ in range(5):
+  faults = []
+  for _ in range(15):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     f(x).block_until_ready()
-  print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+  print(*faults)
 """)
 
 
@@ -86,8 +88,10 @@ def test_settings_stop_page_faults_on_xla_temporaries():
     env = clean_env(JAX_PLATFORMS="cpu", **extra)
     out = subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True,
                          text=True, check=True)
-    faults[name] = int(out.stdout.split()[-1])
-  # 64 MiB is 16,384 pages: faulted in again on every call by default, reused when tuned.
-  # (The price: the heap keeps its high-water mark, ~2x the working set in this example.)
-  assert faults["default"] > 10_000, faults
-  assert faults["tuned"] < faults["default"] / 20, faults
+    faults[name] = sorted(int(v) for v in out.stdout.split()[-15:])
+  # 64 MiB is 16,384 pages: faulted in again on every call by default. Tuned, the freed
+  # buffer is reused; now and then the heap still grows by one buffer (fragmentation: the
+  # price, with memory that is never returned), so most calls, not all, take no faults.
+  assert faults["default"][0] > 10_000, faults
+  assert faults["tuned"][7] < 1_000, faults
+  assert sum(faults["tuned"]) < sum(faults["default"]) / 2, faults
