@@ -13,16 +13,15 @@ slower). The `layer` piece is a whole `model.Layer` against transformers' `BertL
 """
 import argparse
 import json
-import math
 import platform
 import statistics
 import time
 
 import numpy as np
 
-from dpr_jax import cpu_malloc
+from train_throughput import ARCHS  # this directory: the same architectures
 
-ARCHS = {"minilm": (384, 12, 1536), "bert-base": (768, 12, 3072)}
+from dpr_jax import cpu_malloc
 
 
 def jax_pieces(b, l, h, n, f, dropout):
@@ -139,7 +138,9 @@ def main():
   a = ap.parse_args()
   import os
   import torch
-  h, n, f = ARCHS[a.arch]
+  from dpr_jax.model import BertConfig
+  c = BertConfig(**ARCHS[a.arch])
+  h, n, f = c.hidden_size, c.num_attention_heads, c.intermediate_size
   ours = jax_pieces(a.batch, a.seq, h, n, f, bool(a.dropout))
   theirs = torch_pieces(a.batch, a.seq, h, n, f, bool(a.dropout))
   names = [s for s in a.pieces.split(",") if s] or [

@@ -121,9 +121,8 @@ def make_theirs(a, cfg):
   return run_train
 
 
-def main():
-  ap = argparse.ArgumentParser(description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_step_args(ap: argparse.ArgumentParser) -> None:
+  """The model and batch shape of the measured step (shared with bench/xla_profile.py)."""
   ap.add_argument("--mode", choices=["train", "encode"], default="train")
   ap.add_argument("--arch", choices=sorted(ARCHS), default="bert-base")
   ap.add_argument("--batch", type=int, default=128, help="questions (train) or passages (encode)")
@@ -135,6 +134,18 @@ def main():
   ap.add_argument("--hidden_dropout", type=float, default=0.1)
   ap.add_argument("--remat", action="store_true")
   ap.add_argument("--grad_cache_chunk", type=int, default=0)
+
+
+def bert_config(a):
+  from dpr_jax.model import BertConfig
+  return BertConfig(**ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
+                    hidden_dropout_prob=a.hidden_dropout)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_step_args(ap)
   ap.add_argument("--impls", default="ours,torch")
   ap.add_argument("--warmup", type=int, default=2)
   ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
@@ -143,9 +154,7 @@ def main():
   a = ap.parse_args()
 
   import jax
-  from dpr_jax.model import BertConfig
-  cfg = BertConfig(**ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
-                   hidden_dropout_prob=a.hidden_dropout)
+  cfg = bert_config(a)
   makers = {"ours": make_ours, "torch": make_theirs}
   impls = [s for s in a.impls.split(",") if s]
   runs = {}

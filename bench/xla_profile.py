@@ -21,9 +21,10 @@ import json
 import os
 import re
 import resource
-import sys
 import tempfile
 import time
+
+import train_throughput as tt  # this directory: the step it measures
 
 from dpr_jax import cpu_malloc
 
@@ -66,14 +67,8 @@ def hlo_metadata(dump_dir: str) -> dict[str, tuple[str, str]]:
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--arch", default="minilm")
-  ap.add_argument("--batch", type=int, default=16)
-  ap.add_argument("--hard_negatives", type=int, default=1)
-  ap.add_argument("--q_len", type=int, default=32)
-  ap.add_argument("--p_len", type=int, default=128)
-  ap.add_argument("--attn_dropout", type=float, default=0.1)
-  ap.add_argument("--hidden_dropout", type=float, default=0.1)
-  ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+  tt.add_step_args(ap)
+  ap.set_defaults(arch="minilm", batch=16, p_len=128)
   ap.add_argument("--warmup", type=int, default=6)
   ap.add_argument("--steps", type=int, default=3, help="timed steps")
   ap.add_argument("--trace_steps", type=int, default=2)
@@ -84,13 +79,8 @@ def main():
                                       "--xla_cpu_enable_xprof_traceme=true",
                                       f"--xla_dump_to={work}/hlo", "--xla_dump_hlo_as_text"])
   import jax
-  import train_throughput as tt
-  from dpr_jax.model import BertConfig
-  a.mode, a.remat, a.grad_cache_chunk = "train", False, 0
   on_cpu = jax.default_backend() == "cpu"
-  cfg = BertConfig(**tt.ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
-                   hidden_dropout_prob=a.hidden_dropout)
-  run = tt.make_ours(a, cfg)
+  run = tt.make_ours(a, tt.bert_config(a))
   for _ in range(a.warmup):  # compiles; under DPR_JAX_MALLOC=1 the heap also settles here
     run()
   r0, c0, t0 = resource.getrusage(resource.RUSAGE_SELF), os.times(), time.perf_counter()
@@ -98,7 +88,7 @@ def main():
     run()
   wall = time.perf_counter() - t0
   r1, c1 = resource.getrusage(resource.RUSAGE_SELF), os.times()
-  common = {"bench": "xla_profile", "arch": a.arch, "batch": a.batch, "q_len": a.q_len,
+  common = {"bench": "xla_profile", "mode": a.mode, "arch": a.arch, "batch": a.batch, "q_len": a.q_len,
             "p_len": a.p_len, "attn_dropout": a.attn_dropout,
             "hidden_dropout": a.hidden_dropout, "dtype": a.dtype, "malloc": cpu_malloc.setting(),
             "jax": jax.__version__, "device": getattr(jax.devices()[0], "device_kind", "cpu"),

@@ -42,21 +42,15 @@ def wanted(environ=os.environ) -> bool:
   return sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
 
 
-def command() -> list[str]:
-  """This process's command line, to run again: `python [flags] script.py args` or
-  `python [flags] -m package.module args`."""
-  return [sys.executable, *sys.orig_argv[1:]]
-
-
 def ensure() -> None:
   """Re-execute this process with `SETTINGS` in its environment when `wanted()`; returns
   otherwise. Call it first thing in a `__main__` block, before any work that would be lost."""
   if not wanted():
     return
-  env = {**os.environ, **SETTINGS}
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, command(), env)
+  # orig_argv keeps the interpreter's own flags and `-m package.module` or `script.py`.
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], {**os.environ, **SETTINGS})
 
 
 def setting(environ=os.environ) -> str:
