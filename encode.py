@@ -28,10 +28,10 @@ def main(argv=None):
   ap.add_argument("--limit", type=int, default=None, help="first N passages only (smoke runs)")
   a = ap.parse_args(argv)
 
-  from dpr_jax.checkpoint import load_model
-  from dpr_jax.corpus import read_corpus
-  from dpr_jax.encoding import encode_corpus
-  from dpr_jax.tokenization import Tokenizer
+  from dpr_jax.training.checkpoint import load_model
+  from dpr_jax.data.corpus import read_corpus
+  from dpr_jax.retrieval.encoding import encode_corpus
+  from dpr_jax.models.tokenization import Tokenizer
   model, tok_path, desc = load_model(a.model, **config_lib.model_kwargs(a))
   corpus = read_corpus(a.passages, limit=a.limit)
   m = encode_corpus(model, Tokenizer(tok_path, passage_max_length=a.max_length), corpus, a.out,

@@ -30,7 +30,7 @@ def main(argv):
   absl_logging.set_verbosity(absl_logging.WARNING)
   logging.getLogger("dpr_jax").setLevel(logging.INFO)
   config_lib.init_distributed(_COORD.value, _NPROC.value, _PID.value)
-  from dpr_jax import train_lib
+  from dpr_jax.training import loop as train_lib
   train_lib.train(_CONFIG.value, _WORKDIR.value)
 
 

@@ -28,7 +28,7 @@ def jax_pieces(b, l, h, n, f, dropout):
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from dpr_jax import model
+  from dpr_jax.models import bert as model
 
   rng = np.random.default_rng(0)
   r = lambda *s: jnp.asarray(rng.standard_normal(s, dtype=np.float32) * 0.1)
@@ -138,7 +138,7 @@ def main():
   a = ap.parse_args()
   import os
   import torch
-  from dpr_jax.model import BertConfig
+  from dpr_jax.models.bert import BertConfig
   c = BertConfig(**ARCHS[a.arch])
   h, n, f = c.hidden_size, c.num_attention_heads, c.intermediate_size
   ours = jax_pieces(a.batch, a.seq, h, n, f, bool(a.dropout))

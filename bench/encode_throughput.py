@@ -32,11 +32,12 @@ def main():
   import torch
   import transformers
   from flax import nnx
-  from dpr_jax import resources, steps
-  from dpr_jax.corpus import read_corpus
-  from dpr_jax.hf_checkpoint import load_hf_encoder, resolve_model_dir
-  from dpr_jax.model import DualEncoder
-  from dpr_jax.tokenization import Tokenizer
+  from dpr_jax.data import resources
+  from dpr_jax.training import steps
+  from dpr_jax.data.corpus import read_corpus
+  from dpr_jax.models.hf import load_hf_encoder, resolve_model_dir
+  from dpr_jax.models.bert import DualEncoder
+  from dpr_jax.models.tokenization import Tokenizer
 
   path = resources.minilm_path() if a.model == "minilm" else resolve_model_dir(a.model)
   corpus = read_corpus(resources.squad_dir() / "paragraphs.tsv.gz", limit=a.passages)

@@ -1,4 +1,4 @@
-"""FAISS retrieval through `dpr_jax.index`: build time, index memory, top-k queries/s, recall.
+"""FAISS retrieval through `dpr_jax.retrieval.index`: build time, index memory, top-k queries/s, recall.
 
   python bench/faiss_bench.py --sizes 20000,1000000 --kinds flat,hnsw,ivfpq --dim 768
 
@@ -53,12 +53,12 @@ def main():
   a = ap.parse_args()
 
   import faiss
-  from dpr_jax import index as index_lib
+  from dpr_jax.retrieval import index as index_lib
   q = next(unit_vectors(a.queries, a.dim, seed=12345))[1]
   sizes = [int(x) for x in a.sizes.split(",")]
   real = None
   if a.embeddings:
-    from dpr_jax.encoding import read_embeddings
+    from dpr_jax.retrieval.encoding import read_embeddings
     ids, emb, _ = read_embeddings(a.embeddings)
     emb = np.asarray(emb, np.float32)
     real = [(ids, emb)]

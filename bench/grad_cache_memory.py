@@ -43,8 +43,8 @@ def main():
   import jax.numpy as jnp
   import optax
   from flax import nnx
-  from dpr_jax import sharding, steps
-  from dpr_jax.model import BertConfig, DualEncoder, Encoder
+  from dpr_jax.training import sharding, steps
+  from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 
   t_start = time.perf_counter()
   cfg = BertConfig(**ARCHS[a.arch])

@@ -45,8 +45,8 @@ def make_ours(a, cfg):
   import jax.numpy as jnp
   import optax
   from flax import nnx
-  from dpr_jax import sharding, steps
-  from dpr_jax.model import DualEncoder, Encoder
+  from dpr_jax.training import sharding, steps
+  from dpr_jax.models.bert import DualEncoder, Encoder
 
   dtype = jnp.bfloat16 if a.dtype == "bfloat16" else jnp.float32
   enc = lambda seed: Encoder(cfg, dtype=dtype, remat=a.remat, rngs=nnx.Rngs(seed))
@@ -137,7 +137,7 @@ def add_step_args(ap: argparse.ArgumentParser) -> None:
 
 
 def bert_config(a):
-  from dpr_jax.model import BertConfig
+  from dpr_jax.models.bert import BertConfig
   return BertConfig(**ARCHS[a.arch], attention_probs_dropout_prob=a.attn_dropout,
                     hidden_dropout_prob=a.hidden_dropout)
 

@@ -18,7 +18,7 @@ def get_config():
   d.train_files = ""             # comma-separated DPR training files (.json/.jsonl[.gz])
   d.train_weights = ""           # comma-separated sampling weights (default 1 each)
   d.dev_file = ""
-  d.prepare = ""                 # `squad`: build the data with dpr_jax.prepare if absent
+  d.prepare = ""                 # `squad`: build the data with dpr_jax.tools.prepare if absent
   d.prepare_dir = ""             # default <workdir>/data
   d.prepare_args = ml_collections.ConfigDict()
   d.num_hard_negatives = 1

@@ -6,7 +6,7 @@ questions (see README "Reader"), validated on the held-out articles' questions.
       --config.data.dev_results=runs/ret/bm25.json
 """
 from configs import reader_nq
-from dpr_jax import resources
+from dpr_jax.data import resources
 
 
 def get_config():

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from dpr_jax import resources
+from dpr_jax.data import resources
 
 
 @pytest.fixture(scope="session")

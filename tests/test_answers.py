@@ -4,7 +4,7 @@ import unicodedata
 
 import pytest
 
-from dpr_jax.answers import has_answer, tokens
+from dpr_jax.data.answers import has_answer, tokens
 
 
 def test_tokens_like_dpr_simple_tokenizer():
@@ -50,7 +50,7 @@ def test_unknown_mode():
 
 
 def test_squad_em_and_f1_by_hand():
-  from dpr_jax.answers import exact_match, f1
+  from dpr_jax.data.answers import exact_match, f1
   assert exact_match("The Eiffel Tower!", ["eiffel tower"]) == 1.0
   assert exact_match("Eiffel", ["eiffel tower"]) == 0.0
   # prediction "eiffel", gold "eiffel tower": precision 1, recall 1/2 -> F1 2/3

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from dpr_jax.data import (DataError, Dataset, Example, Passage, TrainBatches, iter_records,
+from dpr_jax.data.examples import (DataError, Dataset, Example, Passage, TrainBatches, iter_records,
                           load_dataset, validation_set)
 
 

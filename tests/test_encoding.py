@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpr_jax.encoding import read_embeddings, shard_rows
+from dpr_jax.retrieval.encoding import read_embeddings, shard_rows
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = "alpha beta gamma delta river mountain city king queen music war science".split()

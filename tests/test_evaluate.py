@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from dpr_jax.evaluate import evaluate, format_table, main
+from dpr_jax.retrieval.evaluate import evaluate, format_table, main
 
 
 def _r(answers, texts, ids=None, gold=None):

@@ -11,9 +11,10 @@ import transformers
 from flax import nnx
 from safetensors.numpy import load_file
 
-from dpr_jax import checkpoint, export, steps
-from dpr_jax.hf_checkpoint import build_dual_encoder
-from dpr_jax.model import BertConfig, DualEncoder, Encoder
+from dpr_jax.training import checkpoint, steps
+from dpr_jax.tools import export
+from dpr_jax.models.hf import build_dual_encoder
+from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 
 CFG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                  intermediate_size=64, max_position_embeddings=64)
@@ -122,7 +123,7 @@ def test_missing_step_is_a_clear_error(tmp_path, minilm_path):
 
 
 def test_reader_exports_to_transformers_dpr_reader(tmp_path, minilm_path):
-  from dpr_jax.reader import Reader
+  from dpr_jax.models.reader import Reader
   reader = Reader(CFG, rngs=nnx.Rngs(3))
   _randomize_norms(reader, 3)
   wd = tmp_path / "reader_run"

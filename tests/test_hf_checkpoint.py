@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from dpr_jax.hf_checkpoint import CheckpointError, bert_prefixes, hf_name, load_hf_encoder
+from dpr_jax.models.hf import CheckpointError, bert_prefixes, hf_name, load_hf_encoder
 
 
 @pytest.fixture

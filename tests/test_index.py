@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from dpr_jax import index as index_lib
+from dpr_jax.retrieval import index as index_lib
 
 
 def _data(n=3000, d=32, q=50, seed=0):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dpr_jax import sharding, steps
-from dpr_jax.loss import in_batch_nll, positive_ranks, scores
-from dpr_jax.model import BertConfig, DualEncoder, Encoder
+from dpr_jax.training import sharding, steps
+from dpr_jax.training.loss import in_batch_nll, positive_ranks, scores
+from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 
 
 def test_two_questions_by_hand():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from dpr_jax.hf_checkpoint import load_hf_encoder
-from dpr_jax.model import Bert, BertConfig, Encoder, pool
+from dpr_jax.models.hf import load_hf_encoder
+from dpr_jax.models.bert import Bert, BertConfig, Encoder, pool
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -187,7 +187,7 @@ def test_gpu_cudnn_attention_matches_xla_attention(monkeypatch):
 def test_deferred_softmax_attention_equals_softmax_attention_with_and_without_dropout():
   """exp(s - max) @ v / rowsum is softmax(s) @ v; with dropout, the mask applied to the
   unnormalised weights equals the mask applied to the probabilities (same key, same bits)."""
-  from dpr_jax.model import deferred_softmax_attention, dropout
+  from dpr_jax.models.bert import deferred_softmax_attention, dropout
   r = np.random.default_rng(0)
   q, k, v = (jnp.asarray(r.standard_normal((3, 9, 2, 4)), jnp.float32) for _ in range(3))
   mask = jnp.asarray((np.arange(9)[None] < np.array([9, 5, 1])[:, None]).astype(np.int32))
@@ -206,7 +206,7 @@ def test_dropout_rate_scale_and_independence():
   """Against the definition: an element is dropped with probability round(rate * 65536) / 65536,
   kept ones are scaled by exactly 1 / (1 - that), and drops at nearby positions (which share a
   threefry block) are uncorrelated; one key or per-example keys alike."""
-  from dpr_jax.model import dropout, example_keys
+  from dpr_jax.models.bert import dropout, example_keys
   x = jnp.ones((4, 512, 130))
   for rate, rng in ((0.1, example_keys(jax.random.key(0), jnp.arange(4))),
                     (0.5, jax.random.key(1))):

@@ -2,8 +2,8 @@
 import gzip
 import json
 
-from dpr_jax import answers
-from dpr_jax.prepare import prepare_squad
+from dpr_jax.data import answers
+from dpr_jax.tools.prepare import prepare_squad
 
 
 def _read(path):

@@ -7,8 +7,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from dpr_jax import reader_data
-from dpr_jax.reader import best_span, reader_loss
+from dpr_jax.reader import data as reader_data
+from dpr_jax.models.reader import best_span, reader_loss
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def _results(n, rng):
 
 
 def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
-  from dpr_jax import answer, reader_train
+  from dpr_jax.reader import answer, train as reader_train
   from configs import reader_squad
   rows = _results(12, np.random.default_rng(0))
   (tmp_path / "train.json").write_text(json.dumps(rows))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpr_jax.corpus import read_corpus
-from dpr_jax.retrieve import fuse
+from dpr_jax.data.corpus import read_corpus
+from dpr_jax.retrieval.retrieve import fuse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
   assert flat[0]["positive_pids"] and flat[0]["answers"]
   hnsw = json.loads((tmp_path / "hnsw.json").read_text())
   assert [x["ctxs"][0]["id"] for x in hnsw] == [x["ctxs"][0]["id"] for x in flat]
-  from dpr_jax.evaluate import evaluate
+  from dpr_jax.retrieval.evaluate import evaluate
   for name in ("bm25", "flat", "hybrid"):
     m = evaluate(json.loads((tmp_path / f"{name}.json").read_text()), ks=(1, 5))
     assert m["top5"] >= 0.6, (name, m)  # the gold paragraphs are in this small corpus
@@ -77,8 +77,8 @@ def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
   assert p.returncode != 0 and "not the model that encoded" in p.stderr
   _run("-m", "dpr_jax.mine", "--results", str(tmp_path / "flat.json"), "--passages",
        str(d / "psgs.tsv"), "--out", str(tmp_path / "mined.jsonl"), "--num_hard_negatives", "2")
-  from dpr_jax.answers import has_answer
-  from dpr_jax.data import load_dataset
+  from dpr_jax.data.answers import has_answer
+  from dpr_jax.data.examples import load_dataset
   ds = load_dataset(tmp_path / "mined.jsonl")
   assert len(ds.examples) == 20
   for ex in ds.examples:

@@ -3,7 +3,7 @@ tests/test_train.py's subject)."""
 import json
 
 from configs import scaling as scaling_config
-from dpr_jax import scaling
+from dpr_jax.tools import scaling
 
 
 def test_run_config_keeps_examples_fixed_and_caches_only_large_batches(tmp_path):

@@ -3,8 +3,8 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
-from dpr_jax import sharding
-from dpr_jax.model import BertConfig, Encoder
+from dpr_jax.training import sharding
+from dpr_jax.models.bert import BertConfig, Encoder
 
 
 def test_fsdp_shards_embed_dimension_and_batch_over_all_devices():

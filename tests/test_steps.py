@@ -6,9 +6,9 @@ import optax
 import pytest
 from flax import nnx
 
-from dpr_jax import sharding, steps
-from dpr_jax.loss import in_batch_nll
-from dpr_jax.model import BertConfig, DualEncoder, Encoder, dropout, example_keys
+from dpr_jax.training import sharding, steps
+from dpr_jax.training.loss import in_batch_nll
+from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder, dropout, example_keys
 
 CFG = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                  intermediate_size=64, max_position_embeddings=32,
@@ -78,8 +78,8 @@ def test_train_step_compiles_once_for_batches_of_different_texts(minilm_path):
   """Batches of very different text lengths tokenize to the same shapes, so the jitted step is
   traced and compiled once (no per-batch retracing), and its output state has the layout of its
   input state."""
-  from dpr_jax.data import Passage, tokenize_batch
-  from dpr_jax.tokenization import Tokenizer
+  from dpr_jax.data.examples import Passage, tokenize_batch
+  from dpr_jax.models.tokenization import Tokenizer
   tok = Tokenizer(minilm_path, 16, 32)
   cfg = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                    intermediate_size=64, max_position_embeddings=32)

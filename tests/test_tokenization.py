@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from dpr_jax.tokenization import Tokenizer
+from dpr_jax.models.tokenization import Tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -164,7 +164,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_pat
 
 
 def test_trained_workdir_loads_best_and_latest(eight_device_run):
-  from dpr_jax.checkpoint import load_model
+  from dpr_jax.training.checkpoint import load_model
   lines = [json.loads(l) for l in (eight_device_run / "metrics.jsonl").read_text().splitlines()]
   ranks = {l["step"]: l["eval/avg_rank"] for l in lines if "eval/avg_rank" in l}
   best_step = min(ranks, key=lambda s: (ranks[s], -s))

@@ -4,7 +4,7 @@ The BERT here is the post-LayerNorm architecture of Devlin et al. (and of transf
 `BertModel`): word + position + token-type embeddings, LayerNorm, N layers of masked
 self-attention and an exact-GELU feed-forward block. Parameters are fp32; `dtype` sets the compute
 precision. Every parameter carries `logical_axes` metadata (e.g. `("embed", "mlp")`);
-`dpr_jax.sharding` maps those names to mesh axes, so this module never names a mesh axis.
+`dpr_jax.training.sharding` maps those names to mesh axes, so this module never names a mesh axis.
 
 Dropout randomness is an explicit `dropout_rng` argument rather than NNX RNG state: the model is
 a pure function of (params, inputs, key), which exact resume and gradient caching rely on

@@ -12,7 +12,7 @@ def data_dir() -> Path:
   """`$DPR_DATA_DIR`, else `../shared/data` beside the checkout (or the working directory)."""
   if os.environ.get(DATA_ENV):
     return Path(os.environ[DATA_ENV]).expanduser()
-  repo = Path(__file__).resolve().parent.parent
+  repo = Path(__file__).resolve().parents[2]
   for base in (repo, Path.cwd()):
     cand = base.parent / "shared" / "data"
     if cand.is_dir():

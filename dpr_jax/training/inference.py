@@ -5,7 +5,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from dpr_jax import sharding
+from dpr_jax.training import sharding
 
 
 def embed(encode_fn, params, ids: np.ndarray, mask: np.ndarray, batch_size: int,

@@ -1,7 +1,7 @@
 """Reader inputs from retrieval results: tokenisation with character offsets, answer-span
 labelling, and fixed-shape batches.
 
-A retrieval results file (`dpr_jax.retrieve`, DPR's format) gives per question its answers and
+A retrieval results file (`dpr_jax.retrieval.retrieve`, DPR's format) gives per question its answers and
 ranked passages with `has_answer`; passages without text (`--no_text`) are filled from the
 corpus by id. Span labels are token-level, as DPR does: an answer occurs where its word-piece
 sequence occurs in the passage text's word pieces, so the tokenizer's normalisation (lower case,
@@ -67,7 +67,7 @@ class ReaderTokenizer:
   """`[CLS] question [SEP] title [SEP] text [SEP]` with the text's character offsets."""
 
   def __init__(self, name_or_path, max_length: int = 256, question_max_length: int = 48):
-    from dpr_jax.tokenization import Tokenizer
+    from dpr_jax.models.tokenization import Tokenizer
     self.hf = Tokenizer(name_or_path).hf
     self.max_length, self.question_max_length = max_length, question_max_length
     self.cls, self.sep = self.hf.cls_token_id, self.hf.sep_token_id

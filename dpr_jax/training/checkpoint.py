@@ -78,9 +78,9 @@ def write_model_spec(workdir, spec: dict):
 def model_from_spec(spec: dict, dtype=None):
   """An (untrained) DualEncoder (or Reader, `kind: reader`) with the architecture of `spec`."""
   import jax.numpy as jnp
-  from dpr_jax.model import BertConfig, DualEncoder, Encoder
+  from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
   if spec.get("kind") == "reader":
-    from dpr_jax.reader import Reader
+    from dpr_jax.models.reader import Reader
     return Reader(BertConfig(**spec["bert"]), dtype=dtype or jnp.float32, rngs=nnx.Rngs(0))
   make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
                          projection_dim=spec["projection_dim"],
@@ -131,13 +131,13 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
   """Any model PATH the tools accept -> (DualEncoder, tokenizer path, description dict).
 
   PATH: a training workdir (`which` = best or latest checkpoint), an exported DPR pair
-  (`question_encoder/` + `ctx_encoder/`, see `dpr_jax.export`), or a Hugging Face BERT / DPR
+  (`question_encoder/` + `ctx_encoder/`, see `dpr_jax.tools.export`), or a Hugging Face BERT / DPR
   directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies;
   `normalize=None` follows a sentence-transformers `Normalize` module when the folder has one).
   """
-  from dpr_jax import resources
-  from dpr_jax.hf_checkpoint import dpr_pair, load_hf_encoder, resolve_model_dir
-  from dpr_jax.model import DualEncoder
+  from dpr_jax.data import resources
+  from dpr_jax.models.hf import dpr_pair, load_hf_encoder, resolve_model_dir
+  from dpr_jax.models.bert import DualEncoder
   p = Path(path)
   pair = dpr_pair(p)
   if pair is not None:

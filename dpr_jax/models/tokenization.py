@@ -22,7 +22,7 @@ class Tokenizer:
   def __init__(self, name_or_path, question_max_length: int = 64,
                passage_max_length: int = 256):
     from transformers import AutoTokenizer
-    from dpr_jax.hf_checkpoint import resolve_model_dir
+    from dpr_jax.models.hf import resolve_model_dir
     path = resolve_model_dir(name_or_path)
     self.hf = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     if not self.hf.is_fast:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from dpr_jax.model import Bert, BertConfig, dense
+from dpr_jax.models.bert import Bert, BertConfig, dense
 
 NEG = -1e9
 

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sys
 
-from dpr_jax.data import DataError, open_text
+from dpr_jax.data.examples import DataError, open_text
 
 
 @dataclasses.dataclass

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from dpr_jax import sharding
-from dpr_jax.loss import in_batch_nll
-from dpr_jax.model import example_keys
+from dpr_jax.training import sharding
+from dpr_jax.training.loss import in_batch_nll
+from dpr_jax.models.bert import example_keys
 
 
 def decay_mask(params):

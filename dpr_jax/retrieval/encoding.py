@@ -22,8 +22,8 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from dpr_jax import sharding, steps
-from dpr_jax.inference import embed
+from dpr_jax.training import sharding, steps
+from dpr_jax.training.inference import embed
 
 
 def shard_rows(n_rows: int, shard_id: int, num_shards: int) -> range:
@@ -49,7 +49,7 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
   graphdef, state = nnx.split(model)
   params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
   encode_p = steps.make_encode(graphdef, "passage")
-  from dpr_jax.checkpoint import fingerprint
+  from dpr_jax.training.checkpoint import fingerprint
   fp = fingerprint(params, model.passage.pooling, model.passage.normalize)
   rows = shard_rows(len(corpus), shard_id, num_shards)
   chunks = [rows[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]

@@ -12,11 +12,12 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from dpr_jax import checkpoint, data, resources, sharding, steps
-from dpr_jax.hf_checkpoint import build_dual_encoder
-from dpr_jax.inference import embed
-from dpr_jax.loss import positive_ranks, scores
-from dpr_jax.tokenization import Tokenizer
+from dpr_jax.training import checkpoint, sharding, steps
+from dpr_jax.data import examples as data, resources
+from dpr_jax.models.hf import build_dual_encoder
+from dpr_jax.training.inference import embed
+from dpr_jax.training.loss import positive_ranks, scores
+from dpr_jax.models.tokenization import Tokenizer
 
 log = logging.getLogger("dpr_jax")
 
@@ -32,7 +33,7 @@ def _prepare_if_needed(dc, workdir: Path) -> tuple[list[str], str]:
   if dc.prepare:
     out = Path(dc.prepare_dir or workdir / "data")
     if not (out / "train.jsonl.gz").is_file():
-      from dpr_jax.prepare import prepare_squad
+      from dpr_jax.tools.prepare import prepare_squad
       if jax.process_index() == 0:
         prepare_squad(out, **dict(dc.prepare_args))
       from jax.experimental import multihost_utils

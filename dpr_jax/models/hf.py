@@ -3,7 +3,7 @@
 Reads a BERT (or DPR) model directory: `config.json` plus `model.safetensors` (possibly sharded,
 with `model.safetensors.index.json`) or `pytorch_model.bin`. With network access a hub name
 (`bert-base-uncased`) is fetched through the Hugging Face cache. The name table below is the one
-place that knows transformers' tensor names; export (`dpr_jax.export`) uses it in reverse.
+place that knows transformers' tensor names; export (`dpr_jax.tools.export`) uses it in reverse.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from flax import nnx
 
-from dpr_jax.model import Bert, BertConfig
+from dpr_jax.models.bert import Bert, BertConfig
 
 BERT_MODEL_TYPES = ("bert", "dpr")
 _WORD_EMB = "embeddings.word_embeddings.weight"
@@ -172,7 +172,7 @@ def bert_tensors(bert: Bert, prefix: str = "") -> dict[str, np.ndarray]:
 
 def dpr_pair(path) -> tuple[Path, Path, dict | None] | None:
   """A DPR pair directory (`question_encoder/` and `ctx_encoder/`, each a Hugging Face DPR
-  model, as `dpr_jax.export` writes) -> (question dir, context dir, export info or None)."""
+  model, as `dpr_jax.tools.export` writes) -> (question dir, context dir, export info or None)."""
   p = Path(path)
   q, c = p / "question_encoder", p / "ctx_encoder"
   if not ((q / "config.json").is_file() and (c / "config.json").is_file()):
@@ -191,7 +191,7 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
   a projection absent from the checkpoint is freshly initialised.
   """
   import jax.numpy as jnp
-  from dpr_jax.model import Encoder
+  from dpr_jax.models.bert import Encoder
   d = resolve_model_dir(name_or_path)
   hf = read_config(d)
   cfg = bert_config(hf, str(d / "config.json"))
@@ -228,8 +228,8 @@ def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int =
   `minilm` (the packaged all-MiniLM-L6-v2), or `random` (a fresh BERT with `bert` overrides of
   `BertConfig`, for tests and tiny runs). Separate encoders both start from `init`, as in DPR."""
   import jax.numpy as jnp
-  from dpr_jax import resources
-  from dpr_jax.model import DualEncoder, Encoder
+  from dpr_jax.data import resources
+  from dpr_jax.models.bert import DualEncoder, Encoder
   dtype = dtype or jnp.float32
   pair = dpr_pair(init) if init not in ("random", "minilm") else None
   if pair is not None:

@@ -1,0 +1,66 @@
+"""Hard-negative mining from a trained retriever's results (DPR's second training round).
+
+  python -m dpr_jax.mine --results results.json --passages FILE --out train-round2.jsonl.gz \\
+      [--num_hard_negatives 5] [--match string|regex]
+
+For each question of a results JSON (from `dpr_jax.retrieval.retrieve`, which keeps `positive_pids` when
+the question file has gold passages): the positives are the gold passages (else the retrieved
+passages that contain an answer), the hard negatives the top retrieved passages that contain no
+answer and are not gold. Questions without a positive are skipped and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from dpr_jax.data.answers import has_answer
+from dpr_jax.data.corpus import read_corpus
+
+
+def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "string"):
+  """-> (DPR training records, number of questions skipped without a positive)."""
+  row = {pid: i for i, pid in enumerate(corpus.ids)}
+  ctx = lambda pid: {"title": corpus.titles[row[pid]], "text": corpus.texts[row[pid]],
+                     "passage_id": pid}
+  records, skipped = [], 0
+  for n, r in enumerate(results):
+    for c in r["ctxs"]:
+      if str(c["id"]) not in row:
+        raise ValueError(f"results[{n}]: passage id {c['id']!r} is not in {corpus.path}")
+    answer_in = lambda pid: has_answer(r["answers"], corpus.texts[row[pid]], match)
+    gold = [str(p) for p in r.get("positive_pids") or []]
+    positives = gold or [str(c["id"]) for c in r["ctxs"] if answer_in(str(c["id"]))][:1]
+    if not positives:
+      skipped += 1
+      continue
+    hard = [str(c["id"]) for c in r["ctxs"]
+            if str(c["id"]) not in positives and not answer_in(str(c["id"]))][:num_hard_negatives]
+    records.append({"question": r["question"], "answers": r["answers"],
+                    "positive_ctxs": [ctx(p) for p in positives], "negative_ctxs": [],
+                    "hard_negative_ctxs": [ctx(p) for p in hard]})
+  return records, skipped
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(prog="python -m dpr_jax.mine", description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--results", required=True, type=Path)
+  ap.add_argument("--passages", required=True)
+  ap.add_argument("--out", required=True, type=Path, help=".jsonl or .jsonl.gz")
+  ap.add_argument("--num_hard_negatives", type=int, default=5)
+  ap.add_argument("--match", choices=["string", "regex"], default="string")
+  a = ap.parse_args(argv)
+  records, skipped = mine(json.loads(a.results.read_text()), read_corpus(a.passages),
+                          a.num_hard_negatives, a.match)
+  opener = gzip.open if a.out.suffix == ".gz" else open
+  with opener(a.out, "wt", encoding="utf-8") as f:
+    for rec in records:
+      f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+  print(f"{len(records)} questions written to {a.out}; {skipped} skipped without a positive")
+
+
+if __name__ == "__main__":
+  sys.exit(main())
