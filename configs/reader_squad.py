@@ -1,5 +1,5 @@
 """CPU-scale reader: the packaged MiniLM on SQuAD, trained on BM25 results for training
-questions (see README "Reader"), validated on the held-out articles' questions.
+questions (see docs/reader.md), validated on the held-out articles' questions.
 
   python -m dpr_jax.reader_train --config configs/reader_squad.py --workdir runs/reader \\
       --config.data.train_results=runs/ret/bm25_train.json \\

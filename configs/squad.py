@@ -18,7 +18,7 @@ def get_config():
   c.data.passage_max_length = 160
   c.train.global_batch = 32
   c.train.epochs = 1
-  c.train.max_steps = 240        # ~45 min on 2 CPU cores (see README)
+  c.train.max_steps = 240        # ~45 min on 2 CPU cores (see docs/training.md)
   c.train.save_every = 40
   c.train.log_every = 10
   c.optim.lr = 3e-5

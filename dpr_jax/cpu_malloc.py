@@ -10,7 +10,7 @@ mmap/munmap pair of 1,715,556,352 bytes per step). PyTorch, whose tensors stay b
 
 With one malloc arena, no mmap and no trimming, the freed buffer stays in the heap and the next
 step reuses it: no page faults, and the MiniLM step is ~10-12 % faster, bert-base's ~20 %
-(README, Performance).
+(docs/performance.md).
 The price is memory: the heap keeps its high-water mark, and the buffer, freed between
 steps, leaves a hole that other allocations split, so the heap grows by one or two buffers
 before it settles (MiniLM step: 3.6 GiB resident by default, 5.8-8.1 GiB tuned). That is why

@@ -105,7 +105,7 @@ def _uint16_bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   """Uniform uint16 values of `shape` from one key: 4 per threefry block. `jax.random.bits`
   (partitionable threefry, jax's default) spends one 20-round block per element whatever the
   width; this counter-mode use of the raw 2x32 cipher spends one per 4 elements, which made
-  dropout masks ~4x cheaper to draw on XLA:CPU (measured; README, Performance)."""
+  dropout masks ~4x cheaper to draw on XLA:CPU (measured; docs/performance.md)."""
   n = math.prod(shape)
   words = jax_random.threefry_2x32(jax.random.key_data(key),
                                    jax.lax.iota(jnp.uint32, 2 * ((n + 3) // 4)))
