@@ -123,17 +123,40 @@ PROVIDED_ELSEWHERE = ["data.md", "errors.md", "mesh-search.md", "service.md",
                       "export-sentence-transformers.md", "plots.md", "performance-real-data.md"]
 
 
+def _anchors(md_text):
+  """GitHub's anchors for the headings of a Markdown text (code blocks skipped)."""
+  anchors, fenced = set(), False
+  for line in md_text.splitlines():
+    if line.startswith("```"):
+      fenced = not fenced
+    elif not fenced and re.match(r"#{1,6} ", line):
+      title = line.lstrip("#").strip().lower()
+      anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+  return anchors
+
+
+def test_anchor_slugs_follow_github():
+  assert _anchors("## Retrieving: `python -m dpr_jax.retrieve`\n```\n# not a heading\n```") == {
+      "retrieving-python--m-dpr_jaxretrieve"}
+  assert _anchors("### DPR's 21M passages") == {"dprs-21m-passages"}
+
+
 def test_relative_links_resolve():
   """Every relative link in README.md, CHANGELOG.md and docs/*.md names a file of the tree (or one
-  of the docs pages that the tools documented there bring with them)."""
+  of the docs pages that the tools documented there bring with them), and every #anchor into a
+  page of the tree names one of its headings."""
   pages = [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
   missing = []
   for page in pages:
-    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+    for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text()):
       if re.match(r"[a-z]+://|mailto:", target):
         continue
-      if not (page.parent / target).exists() and Path(target).name not in PROVIDED_ELSEWHERE:
-        missing.append(f"{page.relative_to(REPO)} -> {target}")
+      path = (page.parent / target) if target else page
+      if not path.exists():
+        if Path(target).name not in PROVIDED_ELSEWHERE:
+          missing.append(f"{page.relative_to(REPO)} -> {target}")
+      elif anchor and path.suffix == ".md" and anchor not in _anchors(path.read_text()):
+        missing.append(f"{page.relative_to(REPO)} -> {target}#{anchor}")
   assert not missing, "broken links:\n" + "\n".join(missing)
 
 
