@@ -143,3 +143,40 @@ def test_bad_json_is_one_line_naming_the_record_and_writes_nothing(tmp_path, cap
   _write(tmp_path / "trunc.json", {}).write_text('{"data": [')
   with pytest.raises(DataError, match=r"trunc\.json: line 1: malformed JSON"):
     prepare.build_squad_corpus(tmp_path / "y", tmp_path / "trunc.json")
+
+
+def test_demo_runs_from_a_slice_of_the_official_json_without_shared(squad_dir, tmp_path,
+                                                                    monkeypatch):
+  """A few articles of the official train JSON (one stands in for dev), `prepare squad` into
+  ./data/squad, then the demo config's data step, with $DPR_DATA_DIR an empty folder."""
+  from configs import demo
+  from dpr_jax.data import examples, resources
+  from dpr_jax.training import loop
+  with gzip.open(squad_dir / "train-v1.1.json.gz", "rt") as f:
+    articles = json.load(f)["data"][:7]
+  _write(tmp_path / "train.json", {"version": "1.1", "data": articles[:6]})
+  _write(tmp_path / "dev.json", {"version": "1.1", "data": articles[6:]})
+  (tmp_path / "empty").mkdir()
+  monkeypatch.setenv(resources.DATA_ENV, str(tmp_path / "empty"))
+  monkeypatch.chdir(tmp_path)
+  assert prepare.main(["squad", "--train_json", "train.json", "--dev_json", "dev.json",
+                       "--out", "data/squad", "--num_val_articles", "1",
+                       "--num_hard_negatives", "1"]) == 0
+  assert resources.squad_dir() == tmp_path / "data" / "squad"
+  dev_qas = _read(tmp_path / "data" / "squad" / "test.qas.jsonl.gz")
+  assert len(dev_qas) == sum(len(p["qas"]) for p in articles[6]["paragraphs"])
+
+  c = demo.get_config()
+  c.data.prepare_args.num_val_articles = 1
+  train_files, dev_file = loop._prepare_if_needed(c.data, tmp_path / "work")
+  train = examples.load_dataset(train_files[0])
+  dev = examples.load_dataset(dev_file)
+  n_questions = sum(len(p["qas"]) for a in articles[:6] for p in a["paragraphs"])
+  assert len(train.examples) + len(dev.examples) == n_questions
+  corpus = read_corpus(tmp_path / "data" / "squad" / "paragraphs.tsv.gz")
+  assert len(corpus) == sum(len(a["paragraphs"]) for a in articles)
+  texts = dict(zip(corpus.ids, corpus.texts))
+  for ex in train.examples[:50] + dev.examples[:50]:
+    assert answers.has_answer(ex.answers, texts[ex.positives[0].pid])
+  questions, passages, positive = examples.validation_set(dev.examples)
+  assert len(questions) == len(dev.examples) and len(positive) == len(questions)

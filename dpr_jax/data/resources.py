@@ -23,11 +23,9 @@ def data_dir() -> Path:
 
 
 def squad_dir() -> Path:
-  """The SQuAD folder (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`): `data_dir()/squad`, else,
-  without ${DATA_ENV}, `./data/squad` as `prepare squad --train_json` builds it."""
-  cands = [data_dir() / "squad"]
-  if not os.environ.get(DATA_ENV):
-    cands.append(LOCAL_SQUAD.absolute())
+  """The SQuAD folder (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`): `data_dir()/squad`, else
+  `./data/squad`, where `prepare squad --train_json ... --out data/squad` builds it."""
+  cands = [data_dir() / "squad", LOCAL_SQUAD.absolute()]
   for d in cands:
     if (d / "paragraphs.tsv.gz").is_file():
       return d
