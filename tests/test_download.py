@@ -175,3 +175,18 @@ def test_groups_expand_and_unknown_names_fail(capsys):
   assert "unknown resource 'nq-trian'" in capsys.readouterr().err
   for r in download.CATALOG.values():
     assert r.url.startswith("https://dl.fbaipublicfiles.com/dpr/")
+
+
+def test_nq_config_finds_the_downloaded_files(tmp_path, monkeypatch):
+  from configs import nq
+  monkeypatch.chdir(tmp_path)
+  c = nq.get_config()
+  assert c.data.train_files == str(tmp_path / "data" / "dpr" / "biencoder-nq-train.json.gz")
+  assert c.data.dev_file == str(tmp_path / "data" / "dpr" / "biencoder-nq-dev.json.gz")
+  c = nq.get_config("dir=/d/dpr")
+  assert (c.data.train_files, c.data.dev_file) == ("/d/dpr/biencoder-nq-train.json.gz",
+                                                   "/d/dpr/biencoder-nq-dev.json.gz")
+  c = nq.get_config("train=t.json,dev=/v.json")
+  assert (c.data.train_files, c.data.dev_file) == (str(tmp_path / "t.json"), "/v.json")
+  with pytest.raises(ValueError, match="nq.py: expected dir=DIR"):
+    nq.get_config("trian=t.json")
