@@ -17,27 +17,34 @@ MOVE = ("mv configs dpr_jax/configs && sed -i 's/\\bfrom configs import/from dpr
 
 
 def test_resolver_takes_the_packaged_config_first(tmp_path, monkeypatch):
-  pkg = tmp_path / "shipped_configs_fixture"
-  pkg.mkdir()
+  pkg, checkout = tmp_path / "shipped_configs_fixture", tmp_path / "checkout_configs"
+  for d in (pkg, checkout):
+    d.mkdir()
+    (d / "nq.py").write_text(f"# {d.name}\n")
   (pkg / "__init__.py").write_text("")
-  (pkg / "nq.py").write_text("# packaged\n")
+  (checkout / "tiny.py").write_text("")
   monkeypatch.syspath_prepend(str(tmp_path))
   monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "shipped_configs_fixture")
+  monkeypatch.setattr(config_lib, "REPO_CONFIGS", checkout)
   monkeypatch.chdir(tmp_path)
   assert config_lib.resolve_config_arg(["--config", "nq.py:dir=/d"]) == [
       f"--config={pkg / 'nq.py'}:dir=/d"]
   assert config_lib.resolve_config_arg(["--config=configs/nq"]) == [f"--config={pkg / 'nq.py'}"]
   # Not in the package: the checkout's configs/.
-  assert config_lib.find_config("tiny.py") == REPO / "configs" / "tiny.py"
+  assert config_lib.find_config("tiny.py") == checkout / "tiny.py"
   assert config_lib.find_config("nope.py") is None
-  absolute = str(REPO / "configs" / "squad.py")
+  absolute = str(checkout / "nq.py")
   assert config_lib.resolve_config_arg(["--config", absolute]) == [f"--config={absolute}"]
+  # No such package: the checkout's configs/ alone.
+  monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "no_such_package_fixture")
+  assert config_lib.find_config("nq.py") == checkout / "nq.py"
 
 
 def _copy_checkout(dst: Path):
   ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
   for name in ("dpr_jax", "configs"):
-    shutil.copytree(REPO / name, dst / name, ignore=ignore)
+    if (REPO / name).is_dir():
+      shutil.copytree(REPO / name, dst / name, ignore=ignore)
   shutil.copy(REPO / "pyproject.toml", dst)
 
 
@@ -47,11 +54,9 @@ def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
   another folder `--config NAME.py` resolves into the package and loads."""
   src = tmp_path / "src"
   _copy_checkout(src)
-  names = sorted(p.name for p in (REPO / "configs").glob("*.py"))
-  if (REPO / "dpr_jax" / "configs").is_dir():   # already moved
-    names = sorted(p.name for p in (REPO / "dpr_jax" / "configs").glob("*.py"))
-  else:
+  if not (src / "dpr_jax" / "configs").is_dir():
     subprocess.run(MOVE, shell=True, check=True, cwd=src)
+  names = sorted(p.name for p in (src / "dpr_jax" / "configs").glob("*.py"))
   tool = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]
   found = setuptools.find_packages(str(src), include=tool["packages"]["find"]["include"])
   assert "dpr_jax.configs" in found and tool["package-data"]["dpr_jax.configs"] == ["*.py"]

@@ -63,7 +63,7 @@ def server():
   _Handler.log = []
   _Handler.drops["n"] = 0
   httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-  t = threading.Thread(target=httpd.serve_forever, daemon=True)
+  t = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
   t.start()
   yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler
   httpd.shutdown()
