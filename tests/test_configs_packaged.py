@@ -45,13 +45,15 @@ def _copy_checkout(dst: Path):
   for name in ("dpr_jax", "configs"):
     if (REPO / name).is_dir():
       shutil.copytree(REPO / name, dst / name, ignore=ignore)
-  shutil.copy(REPO / "pyproject.toml", dst)
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(REPO / name, dst)
 
 
 def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
   """On a copy of the checkout moved to the packaged layout: setuptools' package discovery (as
-  pyproject.toml configures it) includes `dpr_jax.configs` with its `.py` files, and from
-  another folder `--config NAME.py` resolves into the package and loads."""
+  pyproject.toml configures it) includes `dpr_jax.configs` with its `.py` files; installed
+  with `pip install --target` (not editable), `--config NAME.py` resolves, from another folder,
+  into the installed package and loads."""
   src = tmp_path / "src"
   _copy_checkout(src)
   if not (src / "dpr_jax" / "configs").is_dir():
@@ -62,8 +64,12 @@ def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
   assert "dpr_jax.configs" in found and tool["package-data"]["dpr_jax.configs"] == ["*.py"]
   configs = [n for n in names if n != "__init__.py"]
   assert "nq.py" in configs and "base.py" in configs
-  elsewhere = tmp_path / "elsewhere"
+  inst, elsewhere = tmp_path / "inst", tmp_path / "elsewhere"
   elsewhere.mkdir()
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                  "--no-build-isolation", "--target", str(inst), str(src)], check=True,
+                 capture_output=True)
+  shutil.rmtree(src)
   code = ("import sys, importlib.util; from dpr_jax import config_lib\n"
           "for n in sys.argv[1:]:\n"
           "  a = config_lib.resolve_config_arg(['--config', n])[0].split('=', 1)[1]\n"
@@ -71,8 +77,8 @@ def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
           "  m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
           "  print(a, type(m.get_config()).__name__)\n")
   p = subprocess.run([sys.executable, "-c", code, *configs], cwd=elsewhere, text=True,
-                     capture_output=True, env={"PYTHONPATH": str(src), "PATH": "/usr/bin"})
+                     capture_output=True, env={"PYTHONPATH": str(inst), "PATH": "/usr/bin"})
   assert p.returncode == 0, p.stderr
   lines = p.stdout.splitlines()
-  assert [l.split()[0] for l in lines] == [str(src / "dpr_jax" / "configs" / n) for n in configs]
+  assert [l.split()[0] for l in lines] == [str(inst / "dpr_jax" / "configs" / n) for n in configs]
   assert all(l.split()[1] == "ConfigDict" for l in lines)
