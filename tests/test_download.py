@@ -16,7 +16,7 @@ SMALL = b"question\t['answer']\n" * 10
 class _Handler(http.server.BaseHTTPRequestHandler):
   """Serves `files`; Range requests honoured. `/drop/*` sends half of the body under the full
   Content-Length then closes the connection, the first `drops` times it is asked; `/cut/*`
-  always stops after 1,000 bytes."""
+  always stops after 1,000 bytes; `/norange/*` ignores Range."""
   files: dict = {}
   log: list = []
   drops = {"n": 0}
@@ -29,7 +29,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
       return
     body, start = self.files[name], 0
     rng = self.headers.get("Range")
-    if rng:
+    if rng and not self.path.startswith("/norange/"):
       start = int(rng.removeprefix("bytes=").split("-")[0])
       if start >= len(body):
         self.send_response(416)
@@ -111,6 +111,20 @@ def test_a_whole_part_file_is_finished_on_416(server, tmp_path):
   (tmp_path / "body.bin.part").write_bytes(BODY)
   assert download.fetch(_res(f"{base}/f/body.bin"), tmp_path, progress=False).read_bytes() == BODY
   assert h.log == [("/f/body.bin", "bytes=10240-")]
+
+
+def test_a_server_ignoring_range_restarts_the_file(server, tmp_path):
+  base, h = server
+  (tmp_path / "body.bin.part").write_bytes(b"x" * 100)
+  path = download.fetch(_res(f"{base}/norange/body.bin"), tmp_path, progress=False)
+  assert path.read_bytes() == BODY and h.log == [("/norange/body.bin", "bytes=100-")]
+
+
+def test_a_part_larger_than_the_file_is_reported(server, tmp_path):
+  base, _ = server
+  (tmp_path / "body.bin.part").write_bytes(BODY + b"extra")
+  with pytest.raises(DownloadError, match=r"HTTP 416 .*holds 10245 bytes: delete it and rerun"):
+    download.fetch(_res(f"{base}/f/body.bin"), tmp_path, progress=False)
 
 
 def test_404_is_one_line_on_stderr_and_writes_nothing(server, tmp_path, capsys):

@@ -133,7 +133,7 @@ class _Dropped(Exception):
 
 def _content_range(value: str | None) -> tuple[int, int | None]:
   """`bytes START-END/TOTAL` (or `bytes */TOTAL`) -> (START or -1, TOTAL or None)."""
-  unit, _, spec = (value or "").partition(" ")
+  _, _, spec = (value or "").partition(" ")
   span, _, total = spec.partition("/")
   start = span.split("-")[0]
   return (int(start) if start.isdigit() else -1), (int(total) if total.isdigit() else None)
@@ -146,7 +146,8 @@ def _open(url: str, have: int, timeout: float):
   except urllib.error.HTTPError as e:
     if e.code == 416 and have and _content_range(e.headers.get("Content-Range"))[1] == have:
       return None  # the partial file is already whole
-    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
+    hint = f" (the partial file holds {have} bytes: delete it and rerun)" if e.code == 416 else ""
+    raise DownloadError(f"{url}: HTTP {e.code} {e.reason}{hint}") from e
   except (urllib.error.URLError, OSError) as e:
     raise DownloadError(f"{url}: {getattr(e, 'reason', e)}") from e
 
