@@ -1,7 +1,7 @@
 """Build SQuAD retriever training data, from the official SQuAD JSON files or a built folder.
 
-    python -m dpr_jax.prepare squad --train_json train-v1.1.json[.gz] [--dev_json dev-v1.1.json[.gz]]
-        --out data/squad [--seed 0] [--num_val_articles 40]
+    python -m dpr_jax.prepare squad --train_json train-v1.1.json[.gz] \
+        [--dev_json dev-v1.1.json[.gz]] --out data/squad [--seed 0] [--num_val_articles 40]
     python -m dpr_jax.prepare squad --data_dir FOLDER --out DIR   (FOLDER holds paragraphs.tsv.gz
         and train.qas.jsonl.gz; default $DPR_DATA_DIR/squad, see dpr_jax.data.resources)
 
