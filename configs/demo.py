@@ -1,8 +1,9 @@
 """Demo: finishes in under 10 minutes on 2 CPU cores.
 
 Prepares a small slice of SQuAD (3,000 training questions, 300 validation questions from held-out
-articles), fine-tunes the packaged MiniLM for 60 steps, and shows the validation average rank
-falling from step 0.
+articles) from the SQuAD folder of `configs/squad.py` (`data.prepare_args.squad_dir`),
+fine-tunes the packaged MiniLM for 60 steps, and shows the validation average rank falling
+from step 0.
 """
 from configs import squad
 

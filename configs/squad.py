@@ -1,8 +1,11 @@
 """CPU-scale recipe: fine-tune the packaged all-MiniLM-L6-v2 on the prepared SQuAD data.
 
 MiniLM was trained with mean pooling, tied encoders and a scaled cosine (scale 20 = temperature
-0.05), so we keep those. Data from `python -m dpr_jax.prepare squad --out data/squad` (run
-automatically into <workdir>/data when absent).
+0.05), so we keep those. Training files are prepared into <workdir>/data when absent, from the
+SQuAD folder `data.prepare_args.squad_dir` (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`; empty:
+$DPR_DATA_DIR/squad, ../shared/data/squad or ./data/squad). Build that folder from the official
+files with `python -m dpr_jax.prepare squad --train_json train-v1.1.json --dev_json
+dev-v1.1.json --out data/squad` (see docs/data.md).
 """
 from configs import base
 
@@ -13,6 +16,7 @@ def get_config():
   c.model.pooling = "mean"
   c.model.tied = True
   c.data.prepare = "squad"
+  c.data.prepare_args.squad_dir = ""   # the SQuAD folder (empty: see above)
   c.data.num_hard_negatives = 1
   c.data.question_max_length = 32
   c.data.passage_max_length = 160

@@ -1,10 +1,29 @@
 """Command-line plumbing shared by train.py and the other tools."""
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PACKAGED_CONFIGS = "dpr_jax.configs"   # the shipped configs, installed with the package
+REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"   # a checkout's configs/
+
+
+def find_config(name: str) -> Path | None:
+  """A shipped config file by name (`nq.py`): from the package `dpr_jax.configs` (found
+  through importlib.resources, so a `pip install .` has them), else from a checkout's
+  `configs/`; None when neither has it."""
+  try:
+    dirs = [Path(str(importlib.resources.files(PACKAGED_CONFIGS)))]
+  except ModuleNotFoundError:
+    dirs = []
+  for d in dirs + [REPO_CONFIGS]:
+    if (d / name).is_file():
+      return d / name
+  return None
+
+
+CONFIGS = (find_config("base.py") or REPO_CONFIGS / "base.py").parent
 
 
 def resolve_config_arg(argv: list[str]) -> list[str]:
@@ -20,8 +39,9 @@ def resolve_config_arg(argv: list[str]) -> list[str]:
       path, _, rest = value.partition(":")
       if not os.path.exists(path):
         name = path if path.endswith(".py") else path + ".py"
-        if (CONFIGS / Path(name).name).is_file() and os.sep not in name.removeprefix("configs/"):
-          path = str(CONFIGS / Path(name).name)
+        found = find_config(Path(name).name)
+        if found and os.sep not in name.removeprefix("configs/"):
+          path = str(found)
       a = "--config=" + path + (":" + rest if rest else "")
     out.append(a)
     i += 1

@@ -1,4 +1,4 @@
-"""Where the shared data and the packaged model are found."""
+"""Where the data and the packaged model are found."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,8 @@ from pathlib import Path
 
 DATA_ENV = "DPR_DATA_DIR"
 SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
+LOCAL_SQUAD = Path("data") / "squad"   # `prepare squad --train_json ... --out data/squad`
+LOCAL_DPR = Path("data") / "dpr"       # `python -m dpr_jax.download` (relative to the cwd)
 
 
 def data_dir() -> Path:
@@ -21,13 +23,22 @@ def data_dir() -> Path:
 
 
 def squad_dir() -> Path:
-  d = data_dir() / "squad"
-  if not (d / "paragraphs.tsv.gz").is_file():
-    raise FileNotFoundError(
-        f"SQuAD retrieval data not found in {d} (expected paragraphs.tsv.gz, train-v1.1.json.gz,"
-        f" train.qas.jsonl.gz). Set ${DATA_ENV} to the folder holding squad/; the raw SQuAD v1.1"
-        f" files are at {SQUAD_URL}")
-  return d
+  """The SQuAD folder (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`): `data_dir()/squad`, else
+  `./data/squad`, where `prepare squad --train_json ... --out data/squad` builds it."""
+  cands = [data_dir() / "squad", LOCAL_SQUAD.absolute()]
+  for d in cands:
+    if (d / "paragraphs.tsv.gz").is_file():
+      return d
+  raise FileNotFoundError(
+      f"SQuAD retrieval data not found in {' or '.join(map(str, cands))} (expected "
+      "paragraphs.tsv.gz and train.qas.jsonl.gz). Build it from the official SQuAD v1.1 files "
+      f"({SQUAD_URL}): python -m dpr_jax.prepare squad --train_json train-v1.1.json "
+      "--dev_json dev-v1.1.json --out data/squad")
+
+
+def dpr_download_dir() -> Path:
+  """Where `python -m dpr_jax.download` puts DPR's files by default: `./data/dpr`."""
+  return LOCAL_DPR.absolute()
 
 
 def minilm_path() -> Path:

@@ -1,22 +1,30 @@
-"""Turn the shared SQuAD data into DPR retriever training files.
+"""Build SQuAD retriever training data, from the official SQuAD JSON files or a built folder.
 
-    python -m dpr_jax.prepare squad --out DIR [--seed 0] [--num_val_articles 40]
+    python -m dpr_jax.prepare squad --train_json train-v1.1.json[.gz] \
+        [--dev_json dev-v1.1.json[.gz]] --out data/squad [--seed 0] [--num_val_articles 40]
+    python -m dpr_jax.prepare squad --data_dir FOLDER --out DIR   (FOLDER holds paragraphs.tsv.gz
+        and train.qas.jsonl.gz; default $DPR_DATA_DIR/squad, see dpr_jax.data.resources)
 
-Writes, in DIR:
+With --train_json, first writes in --out (see dpr_jax.data.squad_json):
+- `paragraphs.tsv.gz`: the corpus, every paragraph of both files, DPR's `id<TAB>text<TAB>title`.
+- `train.qas.jsonl.gz`: the training questions (`id, question, answers, title, positive_pids`).
+- `test.qas.jsonl.gz`: the official dev questions, the same way (only with --dev_json).
+Then, from the corpus and the training questions:
 - `train.jsonl.gz`, `dev.jsonl.gz`: DPR training format. The positive is the paragraph holding
   the answer; hard negatives are the top BM25 paragraphs (bm25s, k1 0.9, b 0.4) that contain no
   answer (DPR's recipe).
-- `dev.qas.jsonl`: the validation questions for retrieval evaluation (`id, question, answers,
-  title, positive_pids`).
+- `dev.qas.jsonl`: the validation questions for retrieval evaluation.
 - `split.json`: the held-out articles, the seed and the counts.
 Validation is split by article: no validation paragraph is a training positive. Deterministic
-given the seed.
+given the inputs and the seed. Every file is written under a temporary name and renamed when
+complete; `train.jsonl.gz` comes last.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +32,8 @@ import numpy as np
 from tqdm import tqdm
 
 from dpr_jax.data import answers as answer_lib
-from dpr_jax.data import resources
+from dpr_jax.data import resources, squad_json
+from dpr_jax.data.examples import DataError
 from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
 
@@ -70,10 +79,41 @@ def build_records(questions, corpus, bm25: BM25, num_hard_negatives: int, depth:
   return records, short
 
 
-def _write_jsonl_gz(path: Path, records):
-  with gzip.open(path, "wt", encoding="utf-8") as f:
+def _tmp(path: Path) -> Path:
+  return path.with_name(path.name + ".tmp")
+
+
+def _write_jsonl(path: Path, records) -> Path:
+  """Writes `records` to `path`.tmp (gzip'd for a `.gz` name); returns the temporary path."""
+  tmp = _tmp(path)
+  opener = gzip.open if path.suffix == ".gz" else open
+  with opener(tmp, "wt", encoding="utf-8") as f:
     for r in records:
       f.write(json.dumps(r, ensure_ascii=False) + "\n")
+  return tmp
+
+
+def build_squad_corpus(out: Path, train_json, dev_json=None) -> dict:
+  """Writes `paragraphs.tsv.gz`, `train.qas.jsonl.gz` (and `test.qas.jsonl.gz` from `dev_json`)
+  in `out` from the official SQuAD JSON files. Both files are checked before anything is
+  written."""
+  files = [squad_json.read_squad_json(train_json)]
+  if dev_json:
+    files.append(squad_json.read_squad_json(dev_json))
+  rows, questions = squad_json.corpus_and_questions(files)
+  out = Path(out)
+  out.mkdir(parents=True, exist_ok=True)
+  squad_json.write_corpus(_tmp(out / "paragraphs.tsv.gz"), rows, gzipped=True)
+  names = ["paragraphs.tsv.gz", "train.qas.jsonl.gz", "test.qas.jsonl.gz"][:len(files) + 1]
+  for name, qs in zip(names[1:], questions):
+    _write_jsonl(out / name, qs)
+  for name in names:
+    os.replace(_tmp(out / name), out / name)
+  stats = {"passages": len(rows)}
+  for f, name, qs in zip(files, ("train", "test"), questions):
+    stats[name] = {"file": f.path, "articles": f.num_articles, "paragraphs": len(f.paragraphs),
+                   "questions": len(qs), "skipped_no_answer": f.skipped_no_answer}
+  return stats
 
 
 def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
@@ -97,17 +137,18 @@ def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
   bm25 = BM25(corpus.titles, corpus.texts)
   stats = {"seed": seed, "val_articles": sorted(val_articles), "corpus": str(squad_dir),
            "num_hard_negatives": num_hard_negatives, "bm25_depth": depth}
-  for name, qs in (("train", train_q), ("dev", val_q)):
+  written = []
+  for name, qs in (("dev", val_q), ("train", train_q)):
     recs, short = build_records(qs, corpus, bm25, num_hard_negatives, depth, desc=name)
-    _write_jsonl_gz(out / f"{name}.jsonl.gz", recs)
+    written.append(_write_jsonl(out / f"{name}.jsonl.gz", recs))
     stats[f"{name}_questions"] = len(recs)
     stats[f"{name}_short_of_hard_negatives"] = short
-  with open(out / "dev.qas.jsonl", "w", encoding="utf-8") as f:
-    for q in val_q:
-      f.write(json.dumps({"id": q.id, "question": q.question, "answers": q.answers,
-                          "title": titles[q.id], "positive_pids": q.positive_pids},
-                         ensure_ascii=False) + "\n")
-  (out / "split.json").write_text(json.dumps(stats, indent=1))
+  written.insert(0, _write_jsonl(out / "dev.qas.jsonl", (
+      {"id": q.id, "question": q.question, "answers": q.answers, "title": titles[q.id],
+       "positive_pids": q.positive_pids} for q in val_q)))
+  _tmp(out / "split.json").write_text(json.dumps(stats, indent=1))
+  for tmp in [_tmp(out / "split.json")] + written:
+    os.replace(tmp, tmp.with_name(tmp.name.removesuffix(".tmp")))
   return stats
 
 
@@ -116,8 +157,14 @@ def main(argv=None):
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("dataset", choices=["squad"])
   ap.add_argument("--out", required=True, type=Path, help="output directory")
+  ap.add_argument("--train_json", type=Path, default=None,
+                  help="the official SQuAD train-v1.1.json[.gz]: build the corpus from it")
+  ap.add_argument("--dev_json", type=Path, default=None,
+                  help="the official dev-v1.1.json[.gz] (with --train_json): its paragraphs join"
+                  " the corpus, its questions become test.qas.jsonl.gz")
   ap.add_argument("--data_dir", type=Path, default=None,
-                  help=f"folder holding paragraphs.tsv.gz etc. (default ${resources.DATA_ENV}/squad)")
+                  help="without --train_json: folder holding paragraphs.tsv.gz and "
+                  f"train.qas.jsonl.gz (default ${resources.DATA_ENV}/squad)")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--num_val_articles", type=int, default=40)
   ap.add_argument("--num_hard_negatives", type=int, default=3)
@@ -125,12 +172,24 @@ def main(argv=None):
   ap.add_argument("--max_train_questions", type=int, default=None)
   ap.add_argument("--max_val_questions", type=int, default=None)
   a = ap.parse_args(argv)
-  stats = prepare_squad(a.out, squad_dir=a.data_dir, seed=a.seed,
-                        num_val_articles=a.num_val_articles,
-                        num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
-                        max_train_questions=a.max_train_questions,
-                        max_val_questions=a.max_val_questions)
+  if a.dev_json and not a.train_json:
+    ap.error("--dev_json needs --train_json")
+  if a.train_json and a.data_dir:
+    ap.error("give --train_json or --data_dir, not both")
+  try:
+    built = build_squad_corpus(a.out, a.train_json, a.dev_json) if a.train_json else None
+    stats = prepare_squad(a.out, squad_dir=a.out if built else a.data_dir, seed=a.seed,
+                          num_val_articles=a.num_val_articles,
+                          num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
+                          max_train_questions=a.max_train_questions,
+                          max_val_questions=a.max_val_questions)
+  except (DataError, FileNotFoundError, ValueError) as e:
+    print(f"python -m dpr_jax.prepare: {e}", file=sys.stderr)
+    return 1
+  if built:
+    print(json.dumps(built, indent=1))
   print(json.dumps({k: v for k, v in stats.items() if k != "val_articles"}, indent=1))
+  return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""Shipped configs are found through importlib.resources, so a `pip install .` has them."""
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import setuptools
+
+from dpr_jax import config_lib
+
+REPO = Path(__file__).resolve().parent.parent
+# Moves the checkout's configs/ into the package and points their imports at it (the same, with
+# `git mv`, turns a checkout into the packaged layout).
+MOVE = ("mv configs dpr_jax/configs && sed -i 's/\\bfrom configs import/from dpr_jax.configs "
+        "import/' dpr_jax/configs/*.py")
+
+
+def test_resolver_takes_the_packaged_config_first(tmp_path, monkeypatch):
+  pkg, checkout = tmp_path / "shipped_configs_fixture", tmp_path / "checkout_configs"
+  for d in (pkg, checkout):
+    d.mkdir()
+    (d / "nq.py").write_text(f"# {d.name}\n")
+  (pkg / "__init__.py").write_text("")
+  (checkout / "tiny.py").write_text("")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "shipped_configs_fixture")
+  monkeypatch.setattr(config_lib, "REPO_CONFIGS", checkout)
+  monkeypatch.chdir(tmp_path)
+  assert config_lib.resolve_config_arg(["--config", "nq.py:dir=/d"]) == [
+      f"--config={pkg / 'nq.py'}:dir=/d"]
+  assert config_lib.resolve_config_arg(["--config=configs/nq"]) == [f"--config={pkg / 'nq.py'}"]
+  # Not in the package: the checkout's configs/.
+  assert config_lib.find_config("tiny.py") == checkout / "tiny.py"
+  assert config_lib.find_config("nope.py") is None
+  absolute = str(checkout / "nq.py")
+  assert config_lib.resolve_config_arg(["--config", absolute]) == [f"--config={absolute}"]
+  # No such package: the checkout's configs/ alone.
+  monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "no_such_package_fixture")
+  assert config_lib.find_config("nq.py") == checkout / "nq.py"
+
+
+def _copy_checkout(dst: Path):
+  ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+  for name in ("dpr_jax", "configs"):
+    if (REPO / name).is_dir():
+      shutil.copytree(REPO / name, dst / name, ignore=ignore)
+  for name in ("pyproject.toml", "README.md"):
+    shutil.copy(REPO / name, dst)
+
+
+def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
+  """On a copy of the checkout moved to the packaged layout: setuptools' package discovery (as
+  pyproject.toml configures it) includes `dpr_jax.configs` with its `.py` files; installed
+  with `pip install --target` (not editable), `--config NAME.py` resolves, from another folder,
+  into the installed package and loads."""
+  src = tmp_path / "src"
+  _copy_checkout(src)
+  if not (src / "dpr_jax" / "configs").is_dir():
+    subprocess.run(MOVE, shell=True, check=True, cwd=src)
+  names = sorted(p.name for p in (src / "dpr_jax" / "configs").glob("*.py"))
+  tool = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]
+  found = setuptools.find_packages(str(src), include=tool["packages"]["find"]["include"])
+  assert "dpr_jax.configs" in found and tool["package-data"]["dpr_jax.configs"] == ["*.py"]
+  configs = [n for n in names if n != "__init__.py"]
+  assert "nq.py" in configs and "base.py" in configs
+  inst, elsewhere = tmp_path / "inst", tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                  "--no-build-isolation", "--target", str(inst), str(src)], check=True,
+                 capture_output=True)
+  shutil.rmtree(src)
+  code = ("import sys, importlib.util; from dpr_jax import config_lib\n"
+          "for n in sys.argv[1:]:\n"
+          "  a = config_lib.resolve_config_arg(['--config', n])[0].split('=', 1)[1]\n"
+          "  spec = importlib.util.spec_from_file_location('c', a)\n"
+          "  m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+          "  print(a, type(m.get_config()).__name__)\n")
+  p = subprocess.run([sys.executable, "-c", code, *configs], cwd=elsewhere, text=True,
+                     capture_output=True, env={"PYTHONPATH": str(inst), "PATH": "/usr/bin"})
+  assert p.returncode == 0, p.stderr
+  lines = p.stdout.splitlines()
+  assert [l.split()[0] for l in lines] == [str(inst / "dpr_jax" / "configs" / n) for n in configs]
+  assert all(l.split()[1] == "ConfigDict" for l in lines)

@@ -1,0 +1,206 @@
+"""`python -m dpr_jax.download` against a local HTTP server on 127.0.0.1 serving fixture bytes."""
+import hashlib
+import http.server
+import threading
+import urllib.request
+
+import pytest
+
+from dpr_jax.data import download
+from dpr_jax.data.download import DownloadError, Resource
+
+BODY = bytes(range(256)) * 40           # 10,240 bytes, every byte value
+SMALL = b"question\t['answer']\n" * 10
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+  """Serves `files`; Range requests honoured. `/drop/*` sends half of the body under the full
+  Content-Length then closes the connection, the first `drops` times it is asked; `/cut/*`
+  always stops after 1,000 bytes; `/norange/*` ignores Range."""
+  files: dict = {}
+  log: list = []
+  drops = {"n": 0}
+
+  def do_GET(self):
+    self.log.append((self.path, self.headers.get("Range")))
+    name = self.path.rsplit("/", 1)[1]
+    if name not in self.files:
+      self.send_error(404, "Not Found")
+      return
+    body, start = self.files[name], 0
+    rng = self.headers.get("Range")
+    if rng and not self.path.startswith("/norange/"):
+      start = int(rng.removeprefix("bytes=").split("-")[0])
+      if start >= len(body):
+        self.send_response(416)
+        self.send_header("Content-Range", f"bytes */{len(body)}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return
+      self.send_response(206)
+      self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+    else:
+      self.send_response(200)
+    self.send_header("Content-Length", str(len(body) - start))
+    self.end_headers()
+    rest = body[start:]
+    if self.path.startswith("/cut/"):
+      rest = rest[:1000]
+    if self.path.startswith("/drop/") and self.drops["n"] > 0:
+      self.drops["n"] -= 1
+      rest = rest[:len(rest) // 2]
+      self.close_connection = True
+    self.wfile.write(rest)
+    self.wfile.flush()
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def server():
+  _Handler.files = {"body.bin": BODY, "nq-test.qa.csv": SMALL}
+  _Handler.log = []
+  _Handler.drops["n"] = 0
+  httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+  t = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+  t.start()
+  yield f"http://127.0.0.1:{httpd.server_address[1]}", _Handler
+  httpd.shutdown()
+  httpd.server_close()
+
+
+def _res(url, **kw):
+  return Resource("x", url, "fixture", **kw)
+
+
+def test_download_checks_size_and_md5_and_leaves_no_part(server, tmp_path):
+  base, h = server
+  res = _res(f"{base}/files/body.bin", size=len(BODY), md5=hashlib.md5(BODY).hexdigest())
+  path = download.fetch(res, tmp_path, progress=False)
+  assert path == tmp_path / "body.bin" and path.read_bytes() == BODY
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["body.bin"]
+  assert h.log == [("/files/body.bin", None)]
+  download.fetch(res, tmp_path, progress=False)    # present and whole: not fetched again
+  assert len(h.log) == 1
+
+
+def test_dropped_connection_then_resumed_download(server, tmp_path):
+  base, h = server
+  h.drops["n"] = 1
+  res = _res(f"{base}/drop/body.bin", size=len(BODY))
+  with pytest.raises(DownloadError, match=r"connection ended at 5120 of 10240 bytes.*rerun"):
+    download.fetch(res, tmp_path, retries=0, progress=False)
+  part = tmp_path / "body.bin.part"
+  assert part.read_bytes() == BODY[:5120] and not (tmp_path / "body.bin").exists()
+  path = download.fetch(res, tmp_path, retries=0, progress=False)
+  assert path.read_bytes() == BODY and not part.exists()
+  assert h.log == [("/drop/body.bin", None), ("/drop/body.bin", "bytes=5120-")]
+
+
+def test_drops_are_resumed_within_one_call(server, tmp_path):
+  base, h = server
+  h.drops["n"] = 2   # 10240 -> 5120 sent, then 2560 of the rest, then the remaining 2560
+  path = download.fetch(_res(f"{base}/drop/body.bin"), tmp_path, retries=2, progress=False)
+  assert path.read_bytes() == BODY
+  assert [r for _, r in h.log] == [None, "bytes=5120-", "bytes=7680-"]
+
+
+def test_a_whole_part_file_is_finished_on_416(server, tmp_path):
+  base, h = server
+  (tmp_path / "body.bin.part").write_bytes(BODY)
+  assert download.fetch(_res(f"{base}/f/body.bin"), tmp_path, progress=False).read_bytes() == BODY
+  assert h.log == [("/f/body.bin", "bytes=10240-")]
+
+
+def test_a_server_ignoring_range_restarts_the_file(server, tmp_path):
+  base, h = server
+  (tmp_path / "body.bin.part").write_bytes(b"x" * 100)
+  path = download.fetch(_res(f"{base}/norange/body.bin"), tmp_path, progress=False)
+  assert path.read_bytes() == BODY and h.log == [("/norange/body.bin", "bytes=100-")]
+
+
+def test_a_part_larger_than_the_file_is_reported(server, tmp_path):
+  base, _ = server
+  (tmp_path / "body.bin.part").write_bytes(BODY + b"extra")
+  with pytest.raises(DownloadError, match=r"HTTP 416 .*holds 10245 bytes: delete it and rerun"):
+    download.fetch(_res(f"{base}/f/body.bin"), tmp_path, progress=False)
+
+
+def test_404_is_one_line_on_stderr_and_writes_nothing(server, tmp_path, capsys):
+  base, _ = server
+  catalog = {"gone": Resource("gone", f"{base}/files/gone.json.gz", "missing")}
+  rc = download.main(["gone", "--out", str(tmp_path / "out")], catalog=catalog)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 1 and err == [f"python -m dpr_jax.download: {base}/files/gone.json.gz: "
+                             "HTTP 404 Not Found"]
+  assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_short_file_fails_and_is_not_renamed(server, tmp_path, capsys):
+  base, h = server
+  catalog = {"cut": Resource("cut", f"{base}/cut/body.bin", "cut short")}
+  rc = download.main(["cut", "--out", str(tmp_path), "--retries", "1"], catalog=catalog)
+  err = capsys.readouterr().err.strip().splitlines()   # progress bars, then the error
+  assert rc == 1 and [l for l in err if l.startswith("python -m")] == err[-1:]
+  assert "short download, the connection ended at 2000 of 10240 bytes (2 tries)" in err[-1]
+  assert not (tmp_path / "body.bin").exists()
+  assert (tmp_path / "body.bin.part").read_bytes() == BODY[:2000]
+  assert [r for _, r in h.log] == [None, "bytes=1000-"]
+  # The catalog's size disagrees with the server's: refused before anything is written.
+  with pytest.raises(DownloadError, match=r"the server has 10240 bytes, expected 20000"):
+    download.fetch(_res(f"{base}/files/body.bin", size=20000), tmp_path / "b", progress=False)
+  assert not (tmp_path / "b" / "body.bin").exists()
+
+
+def test_md5_mismatch_removes_the_download(server, tmp_path):
+  base, _ = server
+  with pytest.raises(DownloadError, match="md5 differs"):
+    download.fetch(_res(f"{base}/files/body.bin", md5="0" * 32), tmp_path, progress=False)
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_downloads_into_out(server, tmp_path, capsys):
+  base, _ = server
+  catalog = {"nq-test.qa": Resource("nq-test.qa", f"{base}/d/nq-test.qa.csv", "NQ test")}
+  assert download.main(["nq-test.qa", "--out", str(tmp_path)], catalog=catalog) == 0
+  assert (tmp_path / "nq-test.qa.csv").read_bytes() == SMALL
+  assert capsys.readouterr().out.strip() == str(tmp_path / "nq-test.qa.csv")
+
+
+def test_list_works_offline(monkeypatch, capsys):
+  def offline(*a, **k):
+    raise AssertionError("no network for --list")
+  monkeypatch.setattr(urllib.request, "urlopen", offline)
+  assert download.main(["--list"]) == 0
+  out = capsys.readouterr().out
+  for name, file in [("nq-train", "biencoder-nq-train.json.gz"), ("nq-test.qa", "nq-test.qa.csv"),
+                     ("trivia-dev", "biencoder-trivia-dev.json.gz"),
+                     ("squad1-train", "biencoder-squad1-train.json.gz"),
+                     ("psgs_w100", "psgs_w100.tsv.gz")]:
+    assert any(l.split()[0] == name and file in l for l in out.splitlines() if l.strip())
+  assert "nq           nq-train nq-dev nq-dev.qa nq-test.qa" in out
+
+
+def test_groups_expand_and_unknown_names_fail(capsys):
+  assert [r.filename for r in download.expand(["nq", "nq-train"])] == [
+      "biencoder-nq-train.json.gz", "biencoder-nq-dev.json.gz", "nq-dev.qa.csv", "nq-test.qa.csv"]
+  assert download.main(["nq-trian"]) == 2
+  assert "unknown resource 'nq-trian'" in capsys.readouterr().err
+  for r in download.CATALOG.values():
+    assert r.url.startswith("https://dl.fbaipublicfiles.com/dpr/")
+
+
+def test_nq_config_finds_the_downloaded_files(tmp_path, monkeypatch):
+  from configs import nq
+  monkeypatch.chdir(tmp_path)
+  c = nq.get_config()
+  assert c.data.train_files == str(tmp_path / "data" / "dpr" / "biencoder-nq-train.json.gz")
+  assert c.data.dev_file == str(tmp_path / "data" / "dpr" / "biencoder-nq-dev.json.gz")
+  c = nq.get_config("dir=/d/dpr")
+  assert (c.data.train_files, c.data.dev_file) == ("/d/dpr/biencoder-nq-train.json.gz",
+                                                   "/d/dpr/biencoder-nq-dev.json.gz")
+  c = nq.get_config("train=t.json,dev=/v.json")
+  assert (c.data.train_files, c.data.dev_file) == (str(tmp_path / "t.json"), "/v.json")
+  with pytest.raises(ValueError, match="nq.py: expected dir=DIR"):
+    nq.get_config("trian=t.json")
