@@ -149,7 +149,8 @@ def main(argv=None):
   from dpr_jax.tools import st_export
   if st_export.wanted(model, a.format, a.allow_pooling_mismatch):
     return print(json.dumps(st_export.export_st(model, a.out, tokenizer_dir=spec.get("tokenizer"),
-                                                workdir=ck.absolute(), step=got), indent=1))
+                                                workdir=ck.absolute(), step=got, argv=argv),
+                            indent=1))
   info = export_model(model, a.out, tokenizer_dir=spec.get("tokenizer"),
                       allow_pooling_mismatch=a.allow_pooling_mismatch,
                       source=f"{ck.absolute()} step {got}")

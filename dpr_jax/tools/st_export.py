@@ -94,9 +94,10 @@ def _training_config(workdir) -> dict | None:
 
 
 def export_st(model, out_dir, *, tokenizer_dir=None, workdir=None, step=None,
-              command: list[str] | None = None) -> dict:
+              argv: list[str] | None = None) -> dict:
   """A DualEncoder -> OUT (tied) or OUT/question + OUT/passage (untied). `workdir` (a training
-  workdir) supplies the recipe and validation numbers of the model card."""
+  workdir) supplies the recipe and validation numbers of the model card; `argv` (default
+  sys.argv[1:]): the export command's arguments, for the card."""
   from dpr_jax.tools import st_card
   out_dir = Path(out_dir)
   cfg = _training_config(workdir)
@@ -108,7 +109,7 @@ def export_st(model, out_dir, *, tokenizer_dir=None, workdir=None, step=None,
     similarity = "cosine" if q.normalize else "dot"
     max_len = q.bert.cfg.max_position_embeddings
   similarity = {"dot": "dot", "cosine": "cosine"}.get(similarity, similarity)
-  command = command if command is not None else [sys.argv[0], *sys.argv[1:]]
+  command = ["python", "-m", "dpr_jax.export", *(sys.argv[1:] if argv is None else argv)]
   card = st_card.model_card(model, cfg=cfg, workdir=workdir, step=step, similarity=similarity,
                             max_seq_length=max_len, command=shlex.join(command))
   kw = dict(tokenizer_dir=tokenizer_dir, max_seq_length=max_len, similarity=similarity, card=card)
