@@ -10,10 +10,11 @@ import pytest
 from dpr_jax.tools import plot, scaling
 from dpr_jax.training import events
 
-A = [{"step": 0, "eval/avg_rank": 9.0, "eval/top1": 0.1},
+A = [{"step": 0, "eval/num_passages": 50, "eval/top1": 0.1, "eval/loss": 0.9, "eval/avg_rank": 9.0},
      {"step": 1, "train/loss": 2.0, "train/lr": 1e-4, "train/examples_per_s": 30.0},
      {"step": 2, "train/loss": 1.5, "train/lr": 2e-4, "train/examples_per_s": 34.0},
-     {"step": 2, "eval/avg_rank": 4.0, "eval/top1": 0.3}]
+     {"step": 2, "eval/avg_rank": 4.0, "eval/top1": 0.3, "eval/loss": 0.7,
+      "eval/num_passages": 50}]
 B = [{"step": 1, "train/loss": 2.2, "train/lr": 5e-5, "train/examples_per_s": 20.0},
      {"step": 2, "train/loss": 1.9, "train/lr": 1e-4, "train/examples_per_s": 21.0},
      {"step": 2, "eval/avg_rank": 6.0, "eval/top1": 0.2, "eval/top5": 0.6}]
@@ -33,15 +34,15 @@ def _lines(ax):
 def test_one_run(tmp_path, capsys):
   a = _run(tmp_path, "lr1e-4", A)
   plot.main([str(a), "--out", str(tmp_path / "one.png")])
-  assert json.loads(capsys.readouterr().out)["panels"] == [
-      "train/loss", "train/lr", "train/examples_per_s", "eval/avg_rank", "eval/top1"]
+  panels = ["train/loss", "train/lr", "train/examples_per_s", "eval/avg_rank", "eval/top1",
+            "eval/loss", "eval/num_passages"]
+  assert json.loads(capsys.readouterr().out)["panels"] == panels
   png = tmp_path / "one.png"
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   import matplotlib.image
-  assert matplotlib.image.imread(png).shape[:2] == (720, 1500)    # 2 rows x 3 panels at 100 dpi
+  assert matplotlib.image.imread(png).shape[:2] == (1080, 1500)   # 3 rows x 3 panels at 100 dpi
   fig, _ = plot.plot_runs([a], tmp_path / "again.png")
-  assert [ax.get_title() for ax in fig.axes] == [
-      "train/loss", "train/lr", "train/examples_per_s", "eval/avg_rank", "eval/top1"]
+  assert [ax.get_title() for ax in fig.axes] == panels
   assert _lines(fig.axes[0]) == {"lr1e-4": ([1, 2], [2.0, 1.5])}
   assert _lines(fig.axes[3]) == {"lr1e-4": ([0, 2], [9.0, 4.0])}
 
@@ -50,12 +51,15 @@ def test_two_runs_compared(tmp_path):
   a, b = _run(tmp_path, "lr1e-4", A), _run(tmp_path, "lr5e-5", B)
   fig, names = plot.plot_runs([a, b], tmp_path / "two.png", title="lr")
   assert names == ["train/loss", "train/lr", "train/examples_per_s", "eval/avg_rank",
-                   "eval/top1", "eval/top5"]
-  assert len(fig.axes) == 6
-  assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2, 2, 2, 2, 1]
+                   "eval/top1", "eval/top5", "eval/loss", "eval/num_passages"]
+  assert len(fig.axes) == 8
+  assert [len(ax.get_lines()) for ax in fig.axes] == [2, 2, 2, 2, 2, 1, 1, 1]
   assert _lines(fig.axes[1]) == {"lr1e-4": ([1, 2], [1e-4, 2e-4]), "lr5e-5": ([1, 2], [5e-5, 1e-4])}
   assert _lines(fig.axes[5]) == {"lr5e-5": ([2], [0.6])}
-  assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["lr1e-4", "lr5e-5"]
+  assert [t.get_text() for t in fig.legends[0].get_texts()] == ["lr1e-4", "lr5e-5"]
+  colours = {l.get_label(): l.get_color() for ax in fig.axes for l in ax.get_lines()}
+  assert len(colours) == 2 and len(set(colours.values())) == 2   # a run has one colour
+  assert fig.axes[5].get_lines()[0].get_color() == fig.axes[0].get_lines()[1].get_color()
   assert fig.texts[0].get_text() == "lr"
 
 
