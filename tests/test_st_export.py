@@ -171,3 +171,11 @@ def test_cli_auto_format_and_model_card(minilm_path, tmp_path, capsys):
   got = _st_encode(tmp_path / "forced", QUESTIONS)
   np.testing.assert_allclose(got, _ours(cls.question, Tokenizer(minilm_path), QUESTIONS),
                              atol=1e-5, rtol=0)
+
+
+def test_missing_tokenizer_writes_nothing(tmp_path):
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(export.ExportError, match="empty: no tokenizer files"):
+    st_export.export_st(DualEncoder(Encoder(TINY, rngs=nnx.Rngs(0))), tmp_path / "out",
+                        tokenizer_dir=tmp_path / "empty")
+  assert not (tmp_path / "out").exists()

@@ -93,12 +93,17 @@ def _training_config(workdir) -> dict | None:
   return json.loads(f.read_text()) if f and f.is_file() else None
 
 
-def export_st(model, out_dir, *, tokenizer_dir=None, workdir=None, step=None,
+def export_st(model, out_dir, *, tokenizer_dir, workdir=None, step=None,
               argv: list[str] | None = None) -> dict:
-  """A DualEncoder -> OUT (tied) or OUT/question + OUT/passage (untied). `workdir` (a training
+  """A DualEncoder -> OUT (tied) or OUT/question + OUT/passage (untied). `tokenizer_dir`: the
+  training tokenizer's files (checked before anything is written). `workdir` (a training
   workdir) supplies the recipe and validation numbers of the model card; `argv` (default
   sys.argv[1:]): the export command's arguments, for the card."""
   from dpr_jax.tools import st_card
+  from dpr_jax.tools.export import TOKENIZER_FILES, ExportError
+  if not any((Path(tokenizer_dir or "") / f).is_file() for f in TOKENIZER_FILES):
+    raise ExportError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
+                      "a sentence-transformers folder needs the training tokenizer")
   out_dir = Path(out_dir)
   cfg = _training_config(workdir)
   q = model.question
@@ -108,7 +113,6 @@ def export_st(model, out_dir, *, tokenizer_dir=None, workdir=None, step=None,
   else:
     similarity = "cosine" if q.normalize else "dot"
     max_len = q.bert.cfg.max_position_embeddings
-  similarity = {"dot": "dot", "cosine": "cosine"}.get(similarity, similarity)
   command = ["python", "-m", "dpr_jax.export", *(sys.argv[1:] if argv is None else argv)]
   card = st_card.model_card(model, cfg=cfg, workdir=workdir, step=step, similarity=similarity,
                             max_seq_length=max_len, command=shlex.join(command))
