@@ -13,6 +13,8 @@ equivalent, so exporting one needs `--allow_pooling_mismatch` (the weights are e
 mean-pool / normalise `last_hidden_state` themselves). Every dpr-jax tool reads OUT back.
 A reader workdir (`--checkpoint` of a reader, or `--reader DIR` beside a retriever) is written
 as `OUT/reader/`, loadable by `transformers.DPRReader`.
+`--format sentence-transformers` (`auto`, the default, picks it for a mean-pooled or cosine
+model unless --allow_pooling_mismatch asks for DPR classes): see `dpr_jax.tools.st_export`.
 """
 from __future__ import annotations
 
@@ -120,6 +122,9 @@ def main(argv=None):
   ap.add_argument("--which", choices=["best", "latest"], default="best",
                   help="for a workdir: the best checkpoint (by validation) or the latest")
   ap.add_argument("--allow_pooling_mismatch", action="store_true")
+  ap.add_argument("--format", choices=["auto", "dpr", "sentence-transformers"], default="auto",
+                  help="auto: sentence-transformers for a mean-pooled or cosine model, DPR "
+                       "classes otherwise (see dpr_jax.tools.st_export)")
   ap.add_argument("--reader", help="also export this reader workdir (`dpr_jax.reader.train`) "
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
@@ -141,6 +146,11 @@ def main(argv=None):
   else:
     which = a.which
   model, spec, got = load_trained(ck, "best" if which == "best" else "latest", step=step)
+  from dpr_jax.tools import st_export
+  if st_export.wanted(model, a.format, a.allow_pooling_mismatch):
+    return print(json.dumps(st_export.export_st(model, a.out, tokenizer_dir=spec.get("tokenizer"),
+                                                workdir=ck.absolute(), step=got, argv=argv),
+                            indent=1))
   info = export_model(model, a.out, tokenizer_dir=spec.get("tokenizer"),
                       allow_pooling_mismatch=a.allow_pooling_mismatch,
                       source=f"{ck.absolute()} step {got}")

@@ -9,7 +9,8 @@ the end on the config's validation set: the average rank of each question's posi
 validation passages and the top-1/5/20 accuracy of that ranking. Batches above
 `--grad_cache_above` train with gradient caching (same gradients, less memory). Runs live in
 `<workdir>/batch<B>/` and resume like any training run; the study writes `<workdir>/scaling.csv`
-and `<workdir>/scaling.png` (top-k and examples/s against batch size); `<workdir>/untrained/` holds
+and `<workdir>/scaling.png` (top-k and examples/s against batch size) and `<workdir>/curves.png`
+(every run's training curves, `dpr_jax.plot`); `<workdir>/untrained/` holds
 the initialisation's evaluation (CSV row with batch 0). Re-running skips finished runs.
 """
 from __future__ import annotations
@@ -81,30 +82,21 @@ def summarize(workdir: Path, batch: int, c, wall_s: float) -> dict:
           "num_val_passages": int(last["eval/num_passages"])}
 
 
-def plot(rows: list[dict], path: Path, title: str, baseline: dict | None = None) -> None:
+def plot(rows: list[dict], path: Path, title: str, baseline: dict | None = None):
   """Top-k against batch (left), examples/s against batch (right); `baseline` (the untrained
-  model, CSV batch 0) as dashed lines."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  model, CSV batch 0) as dashed lines. Drawn by `dpr_jax.tools.plot.render`; returns the Figure."""
+  from dpr_jax.tools.plot import Line, Panel, render
   b = [r["batch"] for r in rows]
-  fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-  for k, style in (("top20", "o-"), ("top5", "s-"), ("top1", "^-")):
-    line, = ax1.plot(b, [100 * r[k] for r in rows], style, label=f"top-{k[3:]}")
-    if baseline:
-      ax1.axhline(100 * baseline[k], ls="--", color=line.get_color(), lw=1)
+  topk = [Line(f"top-{k[3:]}", b, [100 * r[k] for r in rows], fmt)
+          for k, fmt in (("top20", "o-"), ("top5", "s-"), ("top1", "^-"))]
+  hlines = []
   if baseline:
-    ax1.plot([], [], "k--", lw=1, label="untrained")
-  ax1.set(xlabel="global batch (questions)", ylabel="validation accuracy (%)", title=title)
-  ax1.legend()
-  ax2.plot(b, [r["examples_per_s"] for r in rows], "o-")
-  ax2.set(xlabel="global batch (questions)", ylabel="training examples / s", title="throughput")
-  for ax in (ax1, ax2):
-    ax.set_xscale("log", base=2)
-    ax.minorticks_off()
-    ax.set_xticks(b, [str(x) for x in b])
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
+    hlines = [(100 * baseline[k], i) for i, k in enumerate(("top20", "top5", "top1"))]
+    topk.append(Line("untrained", [], [], "k--"))
+  x = "global batch (questions)"
+  rate = Line("examples/s", b, [r["examples_per_s"] for r in rows], "o-")
+  return render([Panel(title, x, "validation accuracy (%)", topk, hlines, b),
+                 Panel("throughput", x, "training examples / s", [rate], [], b)], path, ncols=2)
 
 
 def _baseline(base, root: Path) -> dict:
@@ -147,7 +139,9 @@ def main(argv):
     print(json.dumps({"untrained": base}), flush=True)
     _write_csv(root / "scaling.csv", rows + [base])
   plot(rows, root / "scaling.png", f"{_EXAMPLES.value} training questions per run", base)
-  print(f"wrote {root / 'scaling.csv'} and {root / 'scaling.png'}")
+  from dpr_jax.tools.plot import plot_runs
+  plot_runs([root / f"batch{r['batch']}" for r in rows], root / "curves.png")
+  print(f"wrote {root / 'scaling.csv'}, {root / 'scaling.png'} and {root / 'curves.png'}")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:

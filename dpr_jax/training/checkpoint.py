@@ -132,8 +132,10 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
 
   PATH: a training workdir (`which` = best or latest checkpoint), an exported DPR pair
   (`question_encoder/` + `ctx_encoder/`, see `dpr_jax.tools.export`), or a Hugging Face BERT / DPR
-  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` applies;
-  `normalize=None` follows a sentence-transformers `Normalize` module when the folder has one).
+  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` and
+  `normalize` apply), or a sentence-transformers folder or question/ + passage/ pair of them
+  (`dpr_jax.models.st_folder`: their own pooling and Dense; `normalize=None` follows their
+  Normalize module).
   """
   from dpr_jax.data import resources
   from dpr_jax.models.hf import dpr_pair, load_hf_encoder, resolve_model_dir
@@ -159,9 +161,11 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
   if str(path) == "minilm":
     p = resources.minilm_path()
   d = resolve_model_dir(p)
-  if normalize is None:
-    modules = d / "modules.json"
-    normalize = modules.is_file() and "Normalize" in modules.read_text()
+  from dpr_jax.models.st_folder import load_st_model
+  st = load_st_model(d, normalize=normalize, dtype=dtype)  # pooling, Dense, Normalize: the folder's
+  if st is not None:
+    return st
+  normalize = bool(normalize)
   enc = load_hf_encoder(d, pooling=pooling, normalize=normalize, dtype=dtype)
   return DualEncoder(enc), str(d), {"model": str(d.absolute()), "pooling": pooling,
                                     "normalize": normalize}

@@ -12,7 +12,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
-from dpr_jax.training import checkpoint, sharding, steps
+from dpr_jax.training import checkpoint, events, sharding, steps
 from dpr_jax.data import examples as data, resources
 from dpr_jax.models.hf import build_dual_encoder
 from dpr_jax.training.inference import embed
@@ -56,11 +56,14 @@ class Metrics:
       keep = [l for l in self.path.read_text().splitlines()
               if l.strip() and json.loads(l)["step"] <= resume_step]
       self.path.write_text("".join(l + "\n" for l in keep))
+    self.events = events.open_writer(workdir, resume_step) if self.on else None  # TensorBoard
 
   def write(self, step: int, values: dict):
     if self.on:
       with open(self.path, "a") as f:
         f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+      if self.events:
+        self.events.write(step, values)
 
 
 def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, temperature):
