@@ -11,17 +11,12 @@ The order of an epoch is a pure function of (seed, epoch), and a batch a pure fu
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import json
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Bad input data; the message names the file and the record."""
+from dpr_jax.data.textio import DataError, open_text  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +33,6 @@ class Example:
   positives: tuple[Passage, ...]
   hard_negatives: tuple[Passage, ...]
   negatives: tuple[Passage, ...]
-
-
-def open_text(path) -> io.TextIOBase:
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: no such file")
-  if path.suffix == ".gz":
-    return gzip.open(path, "rt", encoding="utf-8")
-  return open(path, encoding="utf-8")
 
 
 def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
@@ -152,7 +138,8 @@ def load_dataset(path, keep_negatives: int = 8, max_examples: int | None = None)
       if max_examples and len(examples) >= max_examples:
         break
   if not examples:
-    raise DataError(f"{path}: no usable example ({skipped} without a positive)")
+    found = f"{skipped} records, none with a positive" if skipped else "no record"
+    raise DataError(f"{path}: expected DPR training records with positive_ctxs, found {found}")
   return Dataset(str(path), examples, skipped)
 
 

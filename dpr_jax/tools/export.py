@@ -16,7 +16,6 @@ as `OUT/reader/`, loadable by `transformers.DPRReader`.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -111,8 +110,8 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.export", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.export", __doc__)
   ap.add_argument("--checkpoint", required=True,
                   help="training workdir, or one of its step directories "
                        "(WORKDIR/checkpoints/STEP, WORKDIR/best/STEP)")
@@ -124,6 +123,10 @@ def main(argv=None):
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
   from dpr_jax.training.checkpoint import load_trained
+  if not Path(a.checkpoint).is_dir():
+    raise FileNotFoundError(f"{a.checkpoint}: expected a training workdir or one of its step "
+                            "directories, found " + ("a file" if Path(a.checkpoint).exists()
+                                                     else "no such directory"))
   readers = [Path(a.reader)] if a.reader else []
   spec_file = Path(a.checkpoint) / "model.json"
   if spec_file.is_file() and json.loads(spec_file.read_text()).get("kind") == "reader":
@@ -148,4 +151,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  from dpr_jax import cli
+  sys.exit(cli.export())

@@ -14,8 +14,6 @@ given the seed.
 """
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -25,6 +23,7 @@ from tqdm import tqdm
 
 from dpr_jax.data import answers as answer_lib
 from dpr_jax.data import resources
+from dpr_jax.data.textio import atomic_write, write_json
 from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
 
@@ -71,7 +70,7 @@ def build_records(questions, corpus, bm25: BM25, num_hard_negatives: int, depth:
 
 
 def _write_jsonl_gz(path: Path, records):
-  with gzip.open(path, "wt", encoding="utf-8") as f:
+  with atomic_write(path) as f:
     for r in records:
       f.write(json.dumps(r, ensure_ascii=False) + "\n")
 
@@ -102,28 +101,28 @@ def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
     _write_jsonl_gz(out / f"{name}.jsonl.gz", recs)
     stats[f"{name}_questions"] = len(recs)
     stats[f"{name}_short_of_hard_negatives"] = short
-  with open(out / "dev.qas.jsonl", "w", encoding="utf-8") as f:
+  with atomic_write(out / "dev.qas.jsonl") as f:
     for q in val_q:
       f.write(json.dumps({"id": q.id, "question": q.question, "answers": q.answers,
                           "title": titles[q.id], "positive_pids": q.positive_pids},
                          ensure_ascii=False) + "\n")
-  (out / "split.json").write_text(json.dumps(stats, indent=1))
+  write_json(out / "split.json", stats)
   return stats
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.prepare", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
   ap.add_argument("dataset", choices=["squad"])
   ap.add_argument("--out", required=True, type=Path, help="output directory")
   ap.add_argument("--data_dir", type=Path, default=None,
                   help=f"folder holding paragraphs.tsv.gz etc. (default ${resources.DATA_ENV}/squad)")
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--num_val_articles", type=int, default=40)
-  ap.add_argument("--num_hard_negatives", type=int, default=3)
-  ap.add_argument("--bm25_depth", type=int, default=30, help="BM25 ranks searched for negatives")
-  ap.add_argument("--max_train_questions", type=int, default=None)
-  ap.add_argument("--max_val_questions", type=int, default=None)
+  ap.add_argument("--num_val_articles", type=cli.positive_int, default=40)
+  ap.add_argument("--num_hard_negatives", type=cli.positive_int, default=3)
+  ap.add_argument("--bm25_depth", type=cli.positive_int, default=30, help="BM25 ranks searched for negatives")
+  ap.add_argument("--max_train_questions", type=cli.positive_int, default=None)
+  ap.add_argument("--max_val_questions", type=cli.positive_int, default=None)
   a = ap.parse_args(argv)
   stats = prepare_squad(a.out, squad_dir=a.data_dir, seed=a.seed,
                         num_val_articles=a.num_val_articles,
@@ -134,4 +133,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from dpr_jax import cli
+  sys.exit(cli.prepare())
