@@ -151,10 +151,16 @@ def message(e: BaseException) -> str:
 
 
 def setup_logging():
-  logging.basicConfig(format="%(levelname)s %(asctime)s %(name)s: %(message)s",
-                      level=logging.WARNING)
-  logging.getLogger("dpr_jax").setLevel(logging.INFO)
-  logging.getLogger("absl").setLevel(logging.WARNING)  # Orbax logs every save at INFO
+  """Our INFO messages on stderr; other libraries' warnings only (Orbax logs every save at INFO
+  through absl)."""
+  log = logging.getLogger("dpr_jax")
+  if not log.handlers:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s %(name)s: %(message)s"))
+    log.addHandler(handler)
+    log.propagate = False
+  log.setLevel(logging.INFO)
+  logging.getLogger("absl").setLevel(logging.WARNING)
 
 
 def run(main, argv=None) -> int:

@@ -129,7 +129,9 @@ def main(argv=None):
                                                      else "no such directory"))
   readers = [Path(a.reader)] if a.reader else []
   spec_file = Path(a.checkpoint) / "model.json"
-  if spec_file.is_file() and json.loads(spec_file.read_text()).get("kind") == "reader":
+  from dpr_jax.data.textio import read_json
+  spec = read_json(spec_file, "a model spec (model.json)") if spec_file.is_file() else {}
+  if isinstance(spec, dict) and spec.get("kind") == "reader":
     readers, a.checkpoint = [Path(a.checkpoint)], None
   for r in readers:
     reader, spec, got = load_trained(r, a.which)
