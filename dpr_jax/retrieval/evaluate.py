@@ -52,27 +52,29 @@ def evaluate(results: list[dict], ks=(1, 5, 20, 100), match: str = "string",
     raise ValueError("results: expected at least one question, found none")
   if min(ks) < 1:
     raise ValueError(f"k: expected integers >= 1, found {min(ks)}")
-  depth = max(len(r.get("ctxs") or []) for r in results)
-  if max(ks) > depth:
-    raise ValueError(f"k: expected at most the results' depth {depth}, found {max(ks)}")
   hits, gold = [], []
   for n, r in enumerate(results):
     if "ctxs" not in r or "answers" not in r:
-      raise ValueError(f"results[{n}]: expected fields 'answers' and 'ctxs'")
+      raise ValueError(f"record {n}: expected fields 'answers' and 'ctxs'")
     if recompute and any("text" not in c for c in r["ctxs"]):
-      raise ValueError(f"results[{n}]: expected passage texts to match answers ({match}), "
+      raise ValueError(f"record {n}: expected passage texts to match answers ({match}), "
                        "found none (results written with --no_text)")
     h = [has_answer(r["answers"], c["text"], match) if recompute or "has_answer" not in c
          else bool(c["has_answer"]) for c in r["ctxs"]]
     hits.append(h)
     if r.get("positive_pids") is not None:
+      if not r["positive_pids"]:
+        raise ValueError(f"record {n}: expected gold passages in 'positive_pids', found []")
       gold.append((set(map(str, r["positive_pids"])), [str(c["id"]) for c in r["ctxs"]]))
     elif gold or (require_recall and n == 0):
-      raise ValueError(f"results[{n}]: expected 'positive_pids' (gold passages) for recall, "
+      raise ValueError(f"record {n}: expected 'positive_pids' (gold passages) for recall, "
                        "found none")
   if gold and len(gold) != len(results):
-    raise ValueError(f"results[{len(gold)}]: expected 'positive_pids' (gold passages) for "
+    raise ValueError(f"record {len(gold)}: expected 'positive_pids' (gold passages) for "
                      "recall, found none")
+  depth = max(len(h) for h in hits)
+  if max(ks) > depth:
+    raise ValueError(f"k: expected at most the results' depth {depth}, found {max(ks)}")
   if not any(r["answers"] for r in results):
     raise ValueError("results: expected answers to compute accuracy, found none on any question")
   out = {"questions": len(results), "match": match}
