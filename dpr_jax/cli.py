@@ -57,6 +57,7 @@ def _checked(kind, low, name):
 
 
 positive_int = _checked(int, 1, "an integer >= 1")
+on_off = argparse.BooleanOptionalAction  # --flag / --no-flag
 non_negative_int = _checked(int, 0, "an integer >= 0")
 
 
@@ -64,7 +65,8 @@ def int_list(text: str) -> list[int]:
   """`1,5,20` -> [1, 5, 20], each >= 1."""
   items = [t.strip() for t in text.split(",") if t.strip()]
   if not items:
-    raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, found {text!r}")
+    raise argparse.ArgumentTypeError(f"expected integers >= 1 separated by commas, "
+                                     f"found {text!r}")
   return [positive_int(t) for t in items]
 
 

@@ -123,7 +123,8 @@ def main(argv=None):
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
   from dpr_jax.training.checkpoint import load_trained
-  if not Path(a.checkpoint).is_dir():
+  ck = Path(a.checkpoint)
+  if not (ck.is_dir() or ck.name.isdigit() and ck.parent.name in ("checkpoints", "best")):
     raise FileNotFoundError(f"{a.checkpoint}: expected a training workdir or one of its step "
                             "directories, found " + ("a file" if Path(a.checkpoint).exists()
                                                      else "no such directory"))

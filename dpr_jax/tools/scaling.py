@@ -14,7 +14,6 @@ the initialisation's evaluation (CSV row with batch 0). Re-running skips finishe
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import json
@@ -113,7 +112,7 @@ def main(argv=None):
                   help="global batch sizes, comma-separated")
   ap.add_argument("--examples", type=cli.positive_int, default=1536,
                   help="training questions per run (steps = this / batch)")
-  ap.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+  ap.add_argument("--baseline", action=cli.on_off, default=True,
                   help="also evaluate the untrained initialisation (drawn as a dashed line)")
   ap.add_argument("--grad_cache_above", type=cli.non_negative_int, default=0,
                   help="batches larger than this train with grad_cache_chunk = this divided by "
