@@ -59,7 +59,8 @@ def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
       except json.JSONDecodeError as e:
         more = f.read(1 << 20)
         if not more:
-          raise DataError(f"{path}: record {n + 1}: malformed JSON ({e.msg})") from e
+          raise DataError(f"{path}: record {n + 1}: expected a JSON record, found malformed "
+                          f"JSON ({e.msg})") from e
         buf, pos = buf[pos:] + more, 0
     n += 1
     yield n, obj
@@ -81,13 +82,14 @@ def iter_records(path) -> Iterator[tuple[int, object]]:
       try:
         yield n, json.loads(line)
       except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {n}: malformed JSON ({e.msg})") from e
+        raise DataError(f"{path}: line {n}: expected a JSON record, found malformed JSON "
+                        f"({e.msg})") from e
 
 
 def _passages(rec, key, where, required=False) -> tuple[Passage, ...]:
   ctxs = rec.get(key, [] if not required else None)
   if ctxs is None:
-    raise DataError(f"{where}: missing field {key!r}")
+    raise DataError(f"{where}: expected a list field {key!r}, found none")
   if not isinstance(ctxs, list):
     raise DataError(f"{where}: field {key!r} must be a list, got {type(ctxs).__name__}")
   out = []
@@ -107,7 +109,7 @@ def parse_example(rec, where: str, keep_negatives: int) -> Example | None:
     raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
   q = rec.get("question")
   if not isinstance(q, str) or not q.strip():
-    raise DataError(f"{where}: missing or empty string field 'question'")
+    raise DataError(f"{where}: expected a non-empty string field 'question', found {q!r:.40}")
   answers = rec.get("answers", [])
   if not isinstance(answers, list):
     raise DataError(f"{where}: field 'answers' must be a list")

@@ -81,7 +81,8 @@ def main(argv=None):
   ap.add_argument("--interactive", action="store_true")
   a = ap.parse_args(argv)
   if not (a.results or a.questions or a.interactive):
-    raise cli.UsageError("give --questions (to retrieve) or --results, or --interactive")
+    raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results or "
+                         "--interactive, found none of them")
   # Retrieve exactly the passages the reader reads.
   settings = retrieve_lib.settings(a, a.top_k)
   if a.results:

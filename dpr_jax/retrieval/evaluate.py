@@ -49,9 +49,9 @@ def evaluate(results: list[dict], ks=(1, 5, 20, 100), match: str = "string",
   results, no answers, a k beyond the results' depth, texts missing for `recompute`, gold
   passages on some records only (or on none, with `require_recall`)."""
   if not results:
-    raise ValueError("results: expected at least one question, found none")
+    raise ValueError("expected at least one question, found none")
   if min(ks) < 1:
-    raise ValueError(f"k: expected integers >= 1, found {min(ks)}")
+    raise ValueError(f"--k: expected integers >= 1, found {min(ks)}")
   hits, gold = [], []
   for n, r in enumerate(results):
     if "ctxs" not in r or "answers" not in r:
@@ -74,9 +74,9 @@ def evaluate(results: list[dict], ks=(1, 5, 20, 100), match: str = "string",
                      "recall, found none")
   depth = max(len(h) for h in hits)
   if max(ks) > depth:
-    raise ValueError(f"k: expected at most the results' depth {depth}, found {max(ks)}")
+    raise ValueError(f"--k: expected at most the results' depth {depth}, found {max(ks)}")
   if not any(r["answers"] for r in results):
-    raise ValueError("results: expected answers to compute accuracy, found none on any question")
+    raise ValueError("expected answers to compute accuracy, found none on any question")
   out = {"questions": len(results), "match": match}
   for k in ks:
     out[f"top{k}"] = float(np.mean([any(h[:k]) for h in hits]))

@@ -109,7 +109,7 @@ def load(d, expect: dict | None = None) -> DenseIndex:
     index = faiss.read_index(str(f))
   except RuntimeError as e:
     raise DataError(f"{f}: expected a FAISS index, found a corrupt file "
-                    f"({str(e).strip().splitlines()[-1]})") from e
+                    f"({str(e).strip().split(': ')[-1]})") from e
   if meta["kind"] == "hnsw":
     index.hnsw.efSearch = max(index.hnsw.efSearch, 128)
   ids = check_file(d / "ids.txt", "the index's ids").read_text().split("\n")[:-1]
