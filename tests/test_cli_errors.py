@@ -221,6 +221,8 @@ CASES = {
                                    "qint.jsonl: line 1"),
     "questions_csv_answers_not_list": ("retrieve", lambda F: bm25(F, F.q_csv_str),
                                        "q.qa.csv: line 1"),
+    "retrieve_bad_index_kind": ("retrieve", lambda F: bm25(F, F.questions, "--index", "ivf"),
+                                "--index"),
     "retrieve_k_0": ("retrieve", lambda F: bm25(F, F.questions, "--k", "0"), "--k"),
     "retrieve_dense_without_embeddings": ("retrieve", lambda F: bm25(F, F.questions,
                                                                      "--retriever", "dense"),
