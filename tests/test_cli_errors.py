@@ -105,6 +105,10 @@ def F(tmp_path_factory, minilm_path):
   f.no_positives.write_text(json.dumps({"question": "q", "answers": []}) + "\n")
   f.train_gz = d / "train.jsonl.gz"
   f.train_gz.write_bytes(gzip.compress((f.train_records.read_text() + "\n").encode() * 200)[:-25])
+  # Outputs of earlier runs: a failing run must leave them as they are.
+  (d / "out.json").write_text("[]")
+  (d / "m.jsonl").write_text("{}\n")
+  (d / "results.metrics.json").write_text("{}")
   f.bert = _bert_dir(d / "bert", 0, minilm_path)
   f.bert2 = _bert_dir(d / "bert2", 1, minilm_path)
   f.gpt = _bert_dir(d / "gpt", 0, minilm_path, model_type="gpt2")
@@ -344,3 +348,13 @@ def test_interactive_answer_survives_a_bad_question(F, capsys):
   got = capsys.readouterr()
   assert "error: reader: expected a good question" in got.err
   assert "answer: paris" in got.out and "passage p2" in got.out
+
+
+@pytest.mark.parametrize("tool", ["train", "encode", "retrieve", "evaluate", "mine", "answer",
+                                  "reader_train", "prepare", "export", "scaling"])
+def test_every_tool_has_help_and_debug(tool, capsys):
+  with pytest.raises(SystemExit) as e:
+    getattr(cli, tool)(["--help"])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  assert out.startswith("usage: ") and "--debug" in out
