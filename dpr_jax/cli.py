@@ -165,6 +165,13 @@ def setup_logging():
   logging.getLogger("absl").setLevel(logging.WARNING)
 
 
+def _close_progress_bars():
+  """Ends any tqdm bar left open by the error, so that the error starts its own line."""
+  from tqdm import tqdm
+  for bar in list(getattr(tqdm, "_instances", ())):
+    bar.close()
+
+
 def run(main, argv=None) -> int:
   """Runs `main(argv)` as a command; -> exit status (0, or 2 after a domain error)."""
   if argv is None:
@@ -176,6 +183,7 @@ def run(main, argv=None) -> int:
   try:
     status = main(args)
   except DOMAIN_ERRORS as e:
+    _close_progress_bars()
     if debug:
       traceback.print_exc()
     sys.stdout.flush()

@@ -58,39 +58,37 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
   _atomic_save(prev, lambda f: f.write(fp.encode()))
   bar = tqdm(total=len(rows), desc=f"encode {shard_id}/{num_shards}", unit="psg", smoothing=0.1)
   files, encoded, t0 = [], 0, time.time()
-  try:
-    for c, chunk in enumerate(chunks):
-      stem = f"part-{shard_id:03d}-{c:05d}"
-      npy, ids_f = out / f"{stem}.npy", out / f"{stem}.ids.txt"
-      ids = [corpus.ids[r] for r in chunk]
-      files.append(stem)
-      if npy.exists() and ids_f.exists():
-        if ids_f.read_text().split("\n")[:-1] != ids:
-          raise DataError(f"{ids_f}: expected the ids of rows {chunk.start}..{chunk.stop - 1} of "
-                          f"{corpus.path}, found others (another corpus or sharding?)")
-        bar.update(len(chunk))
-        continue
-      tok = tokenizer.passages([corpus.titles[r] for r in chunk], [corpus.texts[r] for r in chunk],
-                               max_length=max_length, pad_to_max=False, pad_multiple=1)
-      lengths = tok["attention_mask"].sum(1)
-      order = np.argsort(-lengths, kind="stable")  # longest first: length buckets
-      emb = np.zeros((len(chunk), model.passage.dim), np.float32)
-      for s in range(0, len(order), batch_size * 8):
-        sel = order[s:s + batch_size * 8]
-        L = int(-(-lengths[sel].max() // bucket) * bucket)  # fewer shapes, fewer compilations
-        ids_b = np.zeros((len(sel), L), np.int32)
-        mask_b = np.zeros((len(sel), L), np.int32)
-        w = min(L, tok["input_ids"].shape[1])
-        ids_b[:, :w] = tok["input_ids"][sel, :w]
-        mask_b[:, :w] = tok["attention_mask"][sel, :w]
-        emb[sel] = embed(encode_p, params, ids_b, mask_b, batch_size, mesh, local=True)
-        bar.update(len(sel))
-        encoded += len(sel)
-        bar.set_postfix(psg_s=f"{encoded / (time.time() - t0):.1f}")
-      _atomic_save(ids_f, lambda f: f.write("".join(i + "\n" for i in ids).encode()))
-      _atomic_save(npy, lambda f: np.save(f, emb.astype(dtype)))
-  finally:
-    bar.close()  # ends the progress line before any error message
+  for c, chunk in enumerate(chunks):
+    stem = f"part-{shard_id:03d}-{c:05d}"
+    npy, ids_f = out / f"{stem}.npy", out / f"{stem}.ids.txt"
+    ids = [corpus.ids[r] for r in chunk]
+    files.append(stem)
+    if npy.exists() and ids_f.exists():
+      if ids_f.read_text().split("\n")[:-1] != ids:
+        raise DataError(f"{ids_f}: expected the ids of rows {chunk.start}..{chunk.stop - 1} of "
+                        f"{corpus.path}, found others (another corpus or sharding?)")
+      bar.update(len(chunk))
+      continue
+    tok = tokenizer.passages([corpus.titles[r] for r in chunk], [corpus.texts[r] for r in chunk],
+                             max_length=max_length, pad_to_max=False, pad_multiple=1)
+    lengths = tok["attention_mask"].sum(1)
+    order = np.argsort(-lengths, kind="stable")  # longest first: length buckets
+    emb = np.zeros((len(chunk), model.passage.dim), np.float32)
+    for s in range(0, len(order), batch_size * 8):
+      sel = order[s:s + batch_size * 8]
+      L = int(-(-lengths[sel].max() // bucket) * bucket)  # fewer shapes, fewer compilations
+      ids_b = np.zeros((len(sel), L), np.int32)
+      mask_b = np.zeros((len(sel), L), np.int32)
+      w = min(L, tok["input_ids"].shape[1])
+      ids_b[:, :w] = tok["input_ids"][sel, :w]
+      mask_b[:, :w] = tok["attention_mask"][sel, :w]
+      emb[sel] = embed(encode_p, params, ids_b, mask_b, batch_size, mesh, local=True)
+      bar.update(len(sel))
+      encoded += len(sel)
+      bar.set_postfix(psg_s=f"{encoded / (time.time() - t0):.1f}")
+    _atomic_save(ids_f, lambda f: f.write("".join(i + "\n" for i in ids).encode()))
+    _atomic_save(npy, lambda f: np.save(f, emb.astype(dtype)))
+  bar.close()
   manifest = {**description, "fingerprint": fp, "corpus": str(Path(corpus.path).resolve()),
               "corpus_size": len(corpus), "shard_id": shard_id, "num_shards": num_shards,
               "rows": [rows.start, rows.stop], "count": len(rows), "dim": model.passage.dim,
