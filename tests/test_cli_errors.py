@@ -358,3 +358,15 @@ def test_every_tool_has_help_and_debug(tool, capsys):
   assert e.value.code == 0
   out = capsys.readouterr().out
   assert out.startswith("usage: ") and "--debug" in out
+
+
+def test_entry_points_name_the_cli_functions():
+  import importlib
+  import tomllib
+  pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+  scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
+  assert {"dpr-train", "dpr-encode", "dpr-retrieve", "dpr-evaluate", "dpr-mine", "dpr-answer",
+          "dpr-reader-train", "dpr-prepare", "dpr-export", "dpr-scaling"} == set(scripts)
+  for target in scripts.values():
+    module, _, name = target.partition(":")
+    assert callable(getattr(importlib.import_module(module), name)), target
