@@ -152,12 +152,24 @@ def message(e: BaseException) -> str:
   return " ".join(text.split())
 
 
+class _StderrHandler(logging.StreamHandler):
+  """Writes to the current `sys.stderr` (which tests and notebooks replace)."""
+
+  @property
+  def stream(self):
+    return sys.stderr
+
+  @stream.setter
+  def stream(self, value):
+    pass
+
+
 def setup_logging():
   """Our INFO messages on stderr; other libraries' warnings only (Orbax logs every save at INFO
   through absl)."""
   log = logging.getLogger("dpr_jax")
   if not log.handlers:
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(asctime)s %(name)s: %(message)s"))
     log.addHandler(handler)
     log.propagate = False
