@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.answer`: runs `dpr_jax.reader.answer`."""
-import runpy
+"""`python -m dpr_jax.answer`: runs `dpr_jax.reader.answer` (`dpr_jax.cli.answer`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.reader.answer", run_name="__main__", alter_sys=True)
+  sys.exit(cli.answer())

@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.evaluate`: runs `dpr_jax.retrieval.evaluate`."""
-import runpy
+"""`python -m dpr_jax.evaluate`: runs `dpr_jax.retrieval.evaluate` (`dpr_jax.cli.evaluate`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.retrieval.evaluate", run_name="__main__", alter_sys=True)
+  sys.exit(cli.evaluate())

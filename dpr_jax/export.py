@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.export`: runs `dpr_jax.tools.export`."""
-import runpy
+"""`python -m dpr_jax.export`: runs `dpr_jax.tools.export` (`dpr_jax.cli.export`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.tools.export", run_name="__main__", alter_sys=True)
+  sys.exit(cli.export())

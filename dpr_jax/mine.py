@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.mine`: runs `dpr_jax.retrieval.mine`."""
-import runpy
+"""`python -m dpr_jax.mine`: runs `dpr_jax.retrieval.mine` (`dpr_jax.cli.mine`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.retrieval.mine", run_name="__main__", alter_sys=True)
+  sys.exit(cli.mine())

@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.prepare`: runs `dpr_jax.tools.prepare`."""
-import runpy
+"""`python -m dpr_jax.prepare`: runs `dpr_jax.tools.prepare` (`dpr_jax.cli.prepare`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.tools.prepare", run_name="__main__", alter_sys=True)
+  sys.exit(cli.prepare())

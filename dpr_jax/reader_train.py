@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.reader_train`: runs `dpr_jax.reader.train`."""
-import runpy
+"""`python -m dpr_jax.reader_train`: runs `dpr_jax.reader.train` (`dpr_jax.cli.reader_train`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.reader.train", run_name="__main__", alter_sys=True)
+  sys.exit(cli.reader_train())

@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.retrieve`: runs `dpr_jax.retrieval.retrieve`."""
-import runpy
+"""`python -m dpr_jax.retrieve`: runs `dpr_jax.retrieval.retrieve` (`dpr_jax.cli.retrieve`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.retrieval.retrieve", run_name="__main__", alter_sys=True)
+  sys.exit(cli.retrieve())

@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.scaling`: runs `dpr_jax.tools.scaling`."""
-import runpy
+"""`python -m dpr_jax.scaling`: runs `dpr_jax.tools.scaling` (`dpr_jax.cli.scaling`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.tools.scaling", run_name="__main__", alter_sys=True)
+  sys.exit(cli.scaling())

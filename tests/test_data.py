@@ -37,9 +37,9 @@ def test_jsonl_gz_and_no_positive_skipped_and_counted(tmp_path):
 
 
 @pytest.mark.parametrize("content,match", [
-    ('{"question": "q", "positive_ctxs": []}\n{not json}\n', r"x.jsonl: line 2: malformed JSON"),
-    ('{"positive_ctxs": [{"text": "t"}]}\n', r"record 1: missing or empty string field 'question'"),
-    ('{"question": "q"}\n', r"record 1: missing field 'positive_ctxs'"),
+    ('{"question": "q", "positive_ctxs": []}\n{not json}\n', r"x.jsonl: line 2: expected a JSON record, found malformed JSON"),
+    ('{"positive_ctxs": [{"text": "t"}]}\n', r"record 1: expected a non-empty string field 'question', found None"),
+    ('{"question": "q"}\n', r"record 1: expected a list field 'positive_ctxs', found none"),
     ('{"question": "q", "positive_ctxs": [{"title": "a"}]}\n',
      r"record 1: positive_ctxs\[0\] must be an object with a string 'text'"),
     ('{"question": "q", "positive_ctxs": [{"text": "  "}]}\n',
@@ -55,7 +55,7 @@ def test_bad_records_name_file_and_record(tmp_path, content, match):
 def test_unclosed_json_list(tmp_path):
   f = tmp_path / "x.json"
   f.write_text('[{"question": "q", "positive_ctxs": [{"text": "t"}]}, {"question": ')
-  with pytest.raises(DataError, match=r"x.json: record 2: malformed JSON"):
+  with pytest.raises(DataError, match=r"x.json: record 2: expected a JSON record, found malformed JSON"):
     load_dataset(f)
 
 

@@ -39,5 +39,19 @@ def test_regex_mode_and_cli(tmp_path):
 
 
 def test_bad_results_named():
-  with pytest.raises(ValueError, match=r"results\[0\]"):
+  with pytest.raises(ValueError, match=r"record 0: expected fields"):
     evaluate([{"question": "q"}])
+
+
+@pytest.mark.parametrize("results,kw,match", [
+    ([_r(["x"], ["a x"])], {"ks": (1, 2)}, "depth 1, found 2"),
+    ([_r([], ["a x"])], {"ks": (1,)}, "expected answers"),
+    ([_r(["x"], ["a x"], gold=["0"]), _r(["x"], ["b"])], {"ks": (1,)}, "record 1: .*positive_pids"),
+    ([_r(["x"], ["a x"])], {"ks": (1,), "require_recall": True}, "record 0: .*positive_pids"),
+    ([{"question": "q", "answers": ["x"], "ctxs": [{"id": "1"}]}],
+     {"ks": (1,), "match": "regex", "recompute": True}, "--no_text"),
+    ([], {}, "found none"),
+])
+def test_unmeasurable_metrics_are_errors(results, kw, match):
+  with pytest.raises(ValueError, match=match):
+    evaluate(results, **kw)

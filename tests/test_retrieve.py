@@ -74,7 +74,7 @@ def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
                       "cls", "--normalize", "off", "--embeddings", str(tmp_path / "emb"),
                       "--out", str(tmp_path / "x.json"), *common], cwd=REPO, capture_output=True,
                      text=True)
-  assert p.returncode != 0 and "not the model that encoded" in p.stderr
+  assert p.returncode == 2 and "expected embeddings of --model minilm" in p.stderr
   _run("-m", "dpr_jax.mine", "--results", str(tmp_path / "flat.json"), "--passages",
        str(d / "psgs.tsv"), "--out", str(tmp_path / "mined.jsonl"), "--num_hard_negatives", "2")
   from dpr_jax.data.answers import has_answer

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import sys
 
-from dpr_jax.data.examples import DataError, open_text
+from dpr_jax.data.textio import DataError, open_text
 
 
 @dataclasses.dataclass
@@ -34,19 +34,25 @@ def read_corpus(path, limit: int | None = None) -> Corpus:
     rows = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_MINIMAL)
     header = next(rows, None)
     if header is None or [h.strip() for h in header[:3]] != ["id", "text", "title"]:
-      raise DataError(f"{path}: line 1: expected the header 'id<TAB>text<TAB>title', got {header}")
+      found = "an empty file" if header is None else repr("\t".join(header))
+      raise DataError(f"{path}: line 1: expected the header 'id<TAB>text<TAB>title', found {found}")
     for n, row in enumerate(rows, 2):
       if len(row) != 3:
-        raise DataError(f"{path}: line {n}: expected 3 tab-separated fields, got {len(row)}")
+        raise DataError(f"{path}: line {n}: expected 3 tab-separated fields (id, text, title), "
+                        f"found {len(row)}")
       pid, text, title = row
       if not text.strip():
-        raise DataError(f"{path}: line {n}: passage {pid!r} has an empty text")
+        raise DataError(f"{path}: line {n}: expected a passage text, found an empty one "
+                        f"(passage {pid!r})")
       if pid in seen:
-        raise DataError(f"{path}: line {n}: duplicate passage id {pid!r}")
+        raise DataError(f"{path}: line {n}: expected unique passage ids, found {pid!r} again")
       seen.add(pid)
       ids.append(pid), texts.append(text), titles.append(title)
       if limit and len(ids) >= limit:
         break
+  if not ids:
+    raise DataError(f"{path}: line 2: expected passages after the header, found none "
+                    "(empty corpus)")
   return Corpus(ids, texts, titles, str(path))
 
 
@@ -59,44 +65,53 @@ class Question:
   title: str | None = None
 
 
+def _csv_question(line: str, where: str) -> Question:
+  parts = line.rstrip("\r\n").split("\t")
+  if len(parts) != 2:
+    raise DataError(f"{where}: expected 'question<TAB>[answers]', found {len(parts)} "
+                    "tab-separated fields")
+  try:
+    answers = ast.literal_eval(parts[1])
+  except (ValueError, SyntaxError) as e:
+    raise DataError(f"{where}: expected a Python list of answers, found {parts[1][:60]!r}") from e
+  if not isinstance(answers, list):
+    raise DataError(f"{where}: expected a list of answers, found {type(answers).__name__}")
+  return Question(parts[0], [str(a) for a in answers])
+
+
+def _json_question(line: str, where: str) -> Question:
+  try:
+    rec = json.loads(line)
+  except json.JSONDecodeError as e:
+    raise DataError(f"{where}: expected a JSON object, found malformed JSON ({e.msg})") from e
+  q = rec.get("question") if isinstance(rec, dict) else None
+  if not isinstance(q, str) or not q.strip():
+    raise DataError(f"{where}: expected a non-empty string field 'question', found "
+                    f"{type(q).__name__ if q is not None else 'none'}")
+  answers = rec.get("answers", rec.get("answer", []))
+  if isinstance(answers, str):
+    answers = [answers]
+  if not isinstance(answers, list):
+    raise DataError(f"{where}: expected 'answers' to be a list, found {type(answers).__name__}")
+  pids = rec.get("positive_pids")
+  if pids is not None and not isinstance(pids, list):
+    raise DataError(f"{where}: expected 'positive_pids' to be a list, found {type(pids).__name__}")
+  return Question(q, [str(a) for a in answers], rec.get("id"),
+                  None if pids is None else [str(p) for p in pids], rec.get("title"))
+
+
 def read_questions(path, limit: int | None = None) -> list[Question]:
-  """DPR `.qa.csv`, or JSON-lines with `question` and `answers` (or `answer`)."""
+  """DPR `.qa.csv`, or JSON-lines with `question` and `answers` (or `answer`). Questions
+  without answers are kept (retrieval needs none); an empty file is an error."""
   out = []
-  path_s = str(path)
+  csv_like = str(path).endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz"))
   with open_text(path) as f:
-    if path_s.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz")):
-      for n, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        parts = line.rstrip("\n").split("\t")
-        if len(parts) != 2:
-          raise DataError(f"{path}: line {n}: expected 'question<TAB>[answers]'")
-        try:
-          answers = ast.literal_eval(parts[1])
-        except (ValueError, SyntaxError) as e:
-          raise DataError(f"{path}: line {n}: answers are not a Python list literal") from e
-        if not isinstance(answers, list):
-          raise DataError(f"{path}: line {n}: answers must be a list")
-        out.append(Question(parts[0], [str(a) for a in answers]))
-        if limit and len(out) >= limit:
-          break
-    else:
-      for n, line in enumerate(f, 1):
-        if not line.strip():
-          continue
-        try:
-          rec = json.loads(line)
-        except json.JSONDecodeError as e:
-          raise DataError(f"{path}: line {n}: malformed JSON ({e.msg})") from e
-        q = rec.get("question") if isinstance(rec, dict) else None
-        if not isinstance(q, str) or not q.strip():
-          raise DataError(f"{path}: line {n}: missing string field 'question'")
-        answers = rec.get("answers", rec.get("answer", []))
-        if isinstance(answers, str):
-          answers = [answers]
-        pids = rec.get("positive_pids")
-        out.append(Question(q, [str(a) for a in answers], rec.get("id"),
-                            None if pids is None else [str(p) for p in pids], rec.get("title")))
-        if limit and len(out) >= limit:
-          break
+    for n, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      out.append((_csv_question if csv_like else _json_question)(line, f"{path}: line {n}"))
+      if limit and len(out) >= limit:
+        break
+  if not out:
+    raise DataError(f"{path}: expected questions, found an empty file")
   return out

@@ -11,17 +11,12 @@ The order of an epoch is a pure function of (seed, epoch), and a batch a pure fu
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import io
 import json
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Bad input data; the message names the file and the record."""
+from dpr_jax.data.textio import DataError, open_text  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,15 +33,6 @@ class Example:
   positives: tuple[Passage, ...]
   hard_negatives: tuple[Passage, ...]
   negatives: tuple[Passage, ...]
-
-
-def open_text(path) -> io.TextIOBase:
-  path = Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: no such file")
-  if path.suffix == ".gz":
-    return gzip.open(path, "rt", encoding="utf-8")
-  return open(path, encoding="utf-8")
 
 
 def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
@@ -73,7 +59,8 @@ def _iter_json_array(f, path) -> Iterator[tuple[int, object]]:
       except json.JSONDecodeError as e:
         more = f.read(1 << 20)
         if not more:
-          raise DataError(f"{path}: record {n + 1}: malformed JSON ({e.msg})") from e
+          raise DataError(f"{path}: record {n + 1}: expected a JSON record, found malformed "
+                          f"JSON ({e.msg})") from e
         buf, pos = buf[pos:] + more, 0
     n += 1
     yield n, obj
@@ -95,13 +82,14 @@ def iter_records(path) -> Iterator[tuple[int, object]]:
       try:
         yield n, json.loads(line)
       except json.JSONDecodeError as e:
-        raise DataError(f"{path}: line {n}: malformed JSON ({e.msg})") from e
+        raise DataError(f"{path}: line {n}: expected a JSON record, found malformed JSON "
+                        f"({e.msg})") from e
 
 
 def _passages(rec, key, where, required=False) -> tuple[Passage, ...]:
   ctxs = rec.get(key, [] if not required else None)
   if ctxs is None:
-    raise DataError(f"{where}: missing field {key!r}")
+    raise DataError(f"{where}: expected a list field {key!r}, found none")
   if not isinstance(ctxs, list):
     raise DataError(f"{where}: field {key!r} must be a list, got {type(ctxs).__name__}")
   out = []
@@ -121,7 +109,7 @@ def parse_example(rec, where: str, keep_negatives: int) -> Example | None:
     raise DataError(f"{where}: expected a JSON object, got {type(rec).__name__}")
   q = rec.get("question")
   if not isinstance(q, str) or not q.strip():
-    raise DataError(f"{where}: missing or empty string field 'question'")
+    raise DataError(f"{where}: expected a non-empty string field 'question', found {q!r:.40}")
   answers = rec.get("answers", [])
   if not isinstance(answers, list):
     raise DataError(f"{where}: field 'answers' must be a list")
@@ -152,7 +140,8 @@ def load_dataset(path, keep_negatives: int = 8, max_examples: int | None = None)
       if max_examples and len(examples) >= max_examples:
         break
   if not examples:
-    raise DataError(f"{path}: no usable example ({skipped} without a positive)")
+    found = f"{skipped} records, none with a positive" if skipped else "no record"
+    raise DataError(f"{path}: expected DPR training records with positive_ctxs, found {found}")
   return Dataset(str(path), examples, skipped)
 
 

@@ -14,13 +14,12 @@ have answers. `--interactive`: type a question, get the answer, its title and pa
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from pathlib import Path
 
 import jax
 from flax import nnx
+
+from dpr_jax.data.textio import write_json
 
 
 class QA:
@@ -45,57 +44,68 @@ class QA:
                    max_answer_length=self.max_answer_length, mesh=self.mesh)
 
 
-def interactive(a, qa: QA) -> None:
+def interactive(settings, qa: QA, lines=None, out=None) -> None:
+  """Answers each line of `lines` (stdin); a question that fails prints its `error:` line and
+  the loop goes on."""
+  from dpr_jax import cli
   from dpr_jax.data.corpus import Question
-  from dpr_jax.retrieval.retrieve import run
-  print("Type a question (empty line or Ctrl-D to quit).", flush=True)
-  for line in sys.stdin:
+  from dpr_jax.retrieval.retrieve import retrieve
+  out = out or sys.stdout
+  print("Type a question (empty line or Ctrl-D to quit).", file=out, flush=True)
+  for line in (sys.stdin if lines is None else lines):
     text = line.strip()
     if not text:
       break
-    p = qa(run(a, [Question(text, [])]))[0]
+    try:
+      p = qa(retrieve([Question(text, [])], settings))[0]
+    except cli.DOMAIN_ERRORS as e:
+      print(f"error: {cli.message(e)}", file=sys.stderr, flush=True)
+      continue
     print(f"answer: {p['prediction']}\n  from: {p['title']} (passage {p['passage_id']}, "
-          f"rank {p['passage_rank'] + 1})\n  {p['passage'][:400]}\n", flush=True)
+          f"rank {p['passage_rank'] + 1})\n  {p['passage'][:400]}\n", file=out, flush=True)
 
 
 def main(argv=None):
-  from dpr_jax.retrieval.retrieve import add_retrieval_args
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.answer", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  add_retrieval_args(ap, questions_required=False)
+  from dpr_jax import cli
+  from dpr_jax.retrieval import retrieve as retrieve_lib
+  ap = cli.Parser("python -m dpr_jax.answer", __doc__)
+  retrieve_lib.add_retrieval_args(ap)
+  cli.add_questions_args(ap, required=False)
   ap.add_argument("--reader", required=True, help="reader training workdir")
   ap.add_argument("--reader_which", choices=["best", "latest"], default="best")
   ap.add_argument("--results", help="read this results JSON instead of retrieving")
-  ap.add_argument("--top_k", type=int, default=10, help="passages read per question")
-  ap.add_argument("--max_answer_length", type=int, default=10, help="tokens (DPR: 10)")
+  ap.add_argument("--top_k", type=cli.positive_int, default=10,
+                  help="passages read per question (and retrieved)")
+  ap.add_argument("--max_answer_length", type=cli.positive_int, default=10, help="tokens (DPR: 10)")
   ap.add_argument("--out", help="predictions JSON")
   ap.add_argument("--interactive", action="store_true")
   a = ap.parse_args(argv)
-  a.k = a.top_k  # retrieve exactly the passages the reader reads
-  qa = QA(a.reader, a.reader_which, a.top_k, a.max_answer_length)
-  if a.interactive:
-    return interactive(a, qa)
-  if not (a.results or a.questions):
-    ap.error("give --questions (to retrieve) or --results, or --interactive")
+  if not (a.results or a.questions or a.interactive):
+    raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results or "
+                         "--interactive, found none of them")
+  # Retrieve exactly the passages the reader reads.
+  settings = retrieve_lib.settings(a, a.top_k)
   if a.results:
     from dpr_jax.data.corpus import read_corpus
     from dpr_jax.reader.data import load_results
     results = load_results(a.results, read_corpus(a.passages), a.limit)
-  else:
-    from dpr_jax.retrieval.retrieve import run
-    results = run(a)
+  elif not a.interactive:
+    results = retrieve_lib.retrieve(retrieve_lib.read_questions(a), settings)
+  qa = QA(a.reader, a.reader_which, a.top_k, a.max_answer_length)
+  if a.interactive:
+    return interactive(settings, qa)
   from dpr_jax.reader.train import score
   preds = qa(results)
   if a.out:
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(preds, ensure_ascii=False, indent=1))
+    write_json(a.out, preds)
   if any(p["answers"] for p in preds):
     s = score(preds)
     print(f"{s['count']} questions, top {a.top_k} passages read: "
           f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
+  else:
+    print(f"{len(preds)} questions answered; they have no answers, so no EM / F1 can be computed")
 
 
 if __name__ == "__main__":
-  from dpr_jax import cpu_malloc
-  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
-  sys.exit(main())
+  from dpr_jax import cli
+  sys.exit(cli.answer())

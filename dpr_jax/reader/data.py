@@ -10,8 +10,6 @@ accents stripped for uncased BERT) applies to both sides, and every occurrence i
 from __future__ import annotations
 
 import dataclasses
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -34,13 +32,9 @@ class Encoded:
 
 def load_results(path, corpus=None, limit: int | None = None) -> list[dict]:
   """A results JSON (list of {question, answers, ctxs}) with every ctx's title and text."""
-  path = Path(path)
-  try:
-    rows = json.loads(path.read_text())
-  except (OSError, json.JSONDecodeError) as e:
-    raise ReaderDataError(f"{path}: not a readable results JSON ({e})") from e
-  if not isinstance(rows, list):
-    raise ReaderDataError(f"{path}: expected a JSON list of results, got {type(rows).__name__}")
+  from dpr_jax.data.textio import read_json
+  from dpr_jax.retrieval.evaluate import check_results
+  rows = check_results(read_json(path, "retrieval results JSON"), path)
   index = None
   out = []
   for i, r in enumerate(rows[:limit] if limit else rows):

@@ -199,21 +199,14 @@ def load_reader(workdir, which: str = "best"):
   return model, tok, step
 
 
-def main(argv):
-  del argv
-  from absl import logging as absl_logging
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  logging.getLogger("dpr_jax").setLevel(logging.INFO)
-  print(json.dumps(train(_CONFIG.value, _WORKDIR.value)))
+def main(argv=None):
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.reader_train", __doc__)
+  ap.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl")
+  a, config = cli.parse_with_config(ap, argv)
+  print(json.dumps(train(config, a.workdir)))
 
 
 if __name__ == "__main__":
-  from dpr_jax import cpu_malloc
-  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
-  from absl import app, flags
-  from ml_collections import config_flags
-  from dpr_jax import config_lib
-  _CONFIG = config_flags.DEFINE_config_file("config", None, "reader config (configs/reader_*.py)")
-  _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics.jsonl", required=True)
-  flags.mark_flags_as_required(["config"])
-  app.run(main, argv=config_lib.resolve_config_arg(sys.argv))
+  from dpr_jax import cli
+  sys.exit(cli.reader_train())

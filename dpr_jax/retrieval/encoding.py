@@ -12,8 +12,6 @@ most the chunk in flight and never duplicates an id.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 from flax import nnx
 from tqdm import tqdm
 
+from dpr_jax.data.textio import DataError, atomic_write, check_file, read_json, write_json
 from dpr_jax.training import sharding, steps
 from dpr_jax.training.inference import embed
 
@@ -33,10 +32,8 @@ def shard_rows(n_rows: int, shard_id: int, num_shards: int) -> range:
 
 
 def _atomic_save(path: Path, write):
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "wb") as f:
+  with atomic_write(path, "wb") as f:
     write(f)
-  os.replace(tmp, path)
 
 
 def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard_id: int = 0,
@@ -56,9 +53,9 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
   manifest_path = out / f"encode-{shard_id:03d}-of-{num_shards:03d}.json"
   prev = out / "fingerprint.txt"  # one model per directory, whatever the sharding
   if prev.exists() and prev.read_text() != fp:
-    raise ValueError(f"{out} holds embeddings of another model (fingerprint {prev.read_text()}, "
-                     f"this model {fp}); use a new --out directory")
-  prev.write_text(fp)
+    raise DataError(f"{out}: expected embeddings of this model (fingerprint {fp}), found "
+                    f"another model's ({prev.read_text()}); use a new --out directory")
+  _atomic_save(prev, lambda f: f.write(fp.encode()))
   bar = tqdm(total=len(rows), desc=f"encode {shard_id}/{num_shards}", unit="psg", smoothing=0.1)
   files, encoded, t0 = [], 0, time.time()
   for c, chunk in enumerate(chunks):
@@ -68,8 +65,8 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
     files.append(stem)
     if npy.exists() and ids_f.exists():
       if ids_f.read_text().split("\n")[:-1] != ids:
-        raise ValueError(f"{ids_f}: ids differ from the corpus rows {chunk.start}..{chunk.stop - 1}"
-                         f" of {corpus.path}; was it written for another corpus or sharding?")
+        raise DataError(f"{ids_f}: expected the ids of rows {chunk.start}..{chunk.stop - 1} of "
+                        f"{corpus.path}, found others (another corpus or sharding?)")
       bar.update(len(chunk))
       continue
     tok = tokenizer.passages([corpus.titles[r] for r in chunk], [corpus.texts[r] for r in chunk],
@@ -97,7 +94,7 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
               "rows": [rows.start, rows.stop], "count": len(rows), "dim": model.passage.dim,
               "dtype": dtype, "max_length": max_length, "parts": files,
               "passages_per_s_this_run": encoded / max(time.time() - t0, 1e-9)}
-  manifest_path.write_text(json.dumps(manifest, indent=1))
+  write_json(manifest_path, manifest)
   return manifest
 
 
@@ -110,19 +107,24 @@ class EmbeddingParts:
 
   def __init__(self, emb_dir):
     self.dir = Path(emb_dir)
-    self.manifests = [json.loads(p.read_text())
-                      for p in sorted(self.dir.glob("encode-*-of-*.json"))]
+    if not self.dir.is_dir():
+      raise FileNotFoundError(f"{self.dir}: expected an encode.py output directory, found "
+                              + ("a file" if self.dir.exists() else "no such directory"))
+    self.manifests = [_manifest(p) for p in sorted(self.dir.glob("encode-*-of-*.json"))]
     if not self.manifests:
-      raise FileNotFoundError(f"{self.dir}: no encode-*-of-*.json manifest (is encoding finished?)")
+      raise FileNotFoundError(f"{self.dir}: expected encode-*-of-*.json manifests, found none "
+                              "(is encoding finished?)")
     first = self.manifests[0]
     for m in self.manifests:
       for k in ("fingerprint", "corpus", "num_shards"):
         if m[k] != first[k]:
-          raise ValueError(f"{self.dir}: shards disagree on {k} ({first[k]!r} vs {m[k]!r})")
+          raise DataError(f"{self.dir}: expected shards of one model and corpus, found "
+                          f"{k} {first[k]!r} and {m[k]!r}")
     have = sorted(m["shard_id"] for m in self.manifests)
     if have != list(range(first["num_shards"])):
       missing = sorted(set(range(first["num_shards"])) - set(have))
-      raise FileNotFoundError(f"{self.dir}: shards {missing} of {first['num_shards']} are missing")
+      raise FileNotFoundError(f"{self.dir}: expected {first['num_shards']} shards, found shards "
+                              f"{missing} missing")
     self.identity = {"fingerprint": first["fingerprint"], "corpus": first["corpus"]}
     self.dim = first["dim"]
     self.size = sum(m["count"] for m in self.manifests)
@@ -130,8 +132,29 @@ class EmbeddingParts:
   def __iter__(self):
     for m in self.manifests:
       for stem in m["parts"]:
-        ids = (self.dir / f"{stem}.ids.txt").read_text().split("\n")[:-1]
-        yield ids, np.load(self.dir / f"{stem}.npy").astype(np.float32)
+        ids_f, npy = self.dir / f"{stem}.ids.txt", self.dir / f"{stem}.npy"
+        ids = check_file(ids_f, "an embedding part's ids").read_text().split("\n")[:-1]
+        try:
+          e = np.load(check_file(npy, "an embedding part"))
+        except (ValueError, EOFError, OSError) as err:
+          if isinstance(err, FileNotFoundError):
+            raise
+          raise DataError(f"{npy}: expected a .npy array, found a corrupt file ({err})") from err
+        if e.ndim != 2 or len(e) != len(ids) or e.shape[1] != self.dim:
+          raise DataError(f"{npy}: expected [{len(ids)}, {self.dim}] embeddings (as its ids), "
+                          f"found shape {list(e.shape)}")
+        yield ids, e.astype(np.float32)
+
+
+_MANIFEST_KEYS = ("fingerprint", "corpus", "num_shards", "shard_id", "parts", "count", "dim")
+
+
+def _manifest(path: Path) -> dict:
+  m = read_json(path, "an encode.py manifest")
+  missing = [k for k in _MANIFEST_KEYS if not isinstance(m, dict) or k not in m]
+  if missing:
+    raise DataError(f"{path}: expected an encode.py manifest, found no {', '.join(missing)}")
+  return m
 
 
 def read_embeddings(emb_dir) -> tuple[list[str], np.ndarray, list[dict]]:

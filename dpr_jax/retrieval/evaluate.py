@@ -10,37 +10,80 @@ and MRR@k (reciprocal rank of the first gold passage) are added when results car
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from dpr_jax import cli
 from dpr_jax.data.answers import has_answer
+from dpr_jax.data.textio import DataError, read_json, write_json
+
+
+def check_results(results, path) -> list[dict]:
+  """`results` (read from `path`) as DPR results JSON: a non-empty list of {question, answers:
+  list, ctxs: [{id, ...}]}; a `DataError` naming the file and record otherwise."""
+  if not isinstance(results, list):
+    raise DataError(f"{path}: expected a JSON list of retrieval results, found a "
+                    f"{type(results).__name__}")
+  if not results:
+    raise DataError(f"{path}: expected retrieval results, found an empty list")
+  for n, r in enumerate(results):
+    if not isinstance(r, dict) or not isinstance(r.get("ctxs"), list):
+      raise DataError(f"{path}: record {n}: expected an object with a list 'ctxs' (retrieval "
+                      f"results), found {type(r).__name__ if not isinstance(r, dict) else sorted(r)}")
+    if not isinstance(r.get("question"), str) or not isinstance(r.get("answers"), list):
+      raise DataError(f"{path}: record {n}: expected a string 'question' and a list 'answers', "
+                      f"found {type(r.get('question')).__name__} and "
+                      f"{type(r.get('answers')).__name__}")
+    for c in r["ctxs"]:
+      if not isinstance(c, dict) or "id" not in c:
+        raise DataError(f"{path}: record {n}: expected passages with an 'id', found {c!r:.60}")
+  return results
 
 
 def evaluate(results: list[dict], ks=(1, 5, 20, 100), match: str = "string",
-             recompute: bool = False) -> dict:
+             recompute: bool = False, require_recall: bool = False) -> dict:
   """results: DPR results JSON (list). `recompute` re-runs answer matching on the texts
-  (needed for `regex` unless the results were written with it)."""
+  (needed for `regex` unless the results were written with it). Errors (ValueError): no
+  results, no answers, a k beyond the results' depth, texts missing for `recompute`, gold
+  passages on some records only (or on none, with `require_recall`)."""
+  if not results:
+    raise ValueError("expected at least one question, found none")
+  if min(ks) < 1:
+    raise ValueError(f"--k: expected integers >= 1, found {min(ks)}")
   hits, gold = [], []
   for n, r in enumerate(results):
     if "ctxs" not in r or "answers" not in r:
-      raise ValueError(f"results[{n}]: expected fields 'answers' and 'ctxs'")
+      raise ValueError(f"record {n}: expected fields 'answers' and 'ctxs'")
+    if recompute and any("text" not in c for c in r["ctxs"]):
+      raise ValueError(f"record {n}: expected passage texts to match answers ({match}), "
+                       "found none (results written with --no_text)")
     h = [has_answer(r["answers"], c["text"], match) if recompute or "has_answer" not in c
          else bool(c["has_answer"]) for c in r["ctxs"]]
     hits.append(h)
     if r.get("positive_pids") is not None:
+      if not r["positive_pids"]:
+        raise ValueError(f"record {n}: expected gold passages in 'positive_pids', found []")
       gold.append((set(map(str, r["positive_pids"])), [str(c["id"]) for c in r["ctxs"]]))
+    elif gold or (require_recall and n == 0):
+      raise ValueError(f"record {n}: expected 'positive_pids' (gold passages) for recall, "
+                       "found none")
+  if gold and len(gold) != len(results):
+    raise ValueError(f"record {len(gold)}: expected 'positive_pids' (gold passages) for "
+                     "recall, found none")
+  depth = max(len(h) for h in hits)
+  if max(ks) > depth:
+    raise ValueError(f"--k: expected at most the results' depth {depth}, found {max(ks)}")
+  if not any(r["answers"] for r in results):
+    raise ValueError("expected answers to compute accuracy, found none on any question")
   out = {"questions": len(results), "match": match}
   for k in ks:
-    out[f"top{k}"] = float(np.mean([any(h[:k]) for h in hits])) if hits else 0.0
-  if gold and len(gold) == len(results):
-    for k in ks:
-      out[f"recall@{k}"] = float(np.mean([len(g & set(ids[:k])) / len(g) for g, ids in gold]))
-      out[f"mrr@{k}"] = float(np.mean([next((1 / (i + 1) for i, p in enumerate(ids[:k]) if p in g), 0.0)
-                                       for g, ids in gold]))
+    out[f"top{k}"] = float(np.mean([any(h[:k]) for h in hits]))
+  for k in ks if gold else ():
+    out[f"recall@{k}"] = float(np.mean([len(g & set(ids[:k])) / len(g) for g, ids in gold]))
+    out[f"mrr@{k}"] = float(np.mean([next((1 / (i + 1) for i, p in enumerate(ids[:k]) if p in g),
+                                          0.0) for g, ids in gold]))
   return out
 
 
@@ -56,22 +99,26 @@ def format_table(m: dict) -> str:
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.evaluate", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap = cli.Parser("python -m dpr_jax.evaluate", __doc__)
   ap.add_argument("results", type=Path)
   ap.add_argument("--match", choices=["string", "regex"], default="string")
-  ap.add_argument("--k", default="1,5,20,100")
+  ap.add_argument("--k", type=cli.int_list, default=None,
+                  help="comma-separated depths, each >= 1 and at most the results' depth "
+                  "(default: those of 1,5,20,100 within it)")
+  ap.add_argument("--recall", action="store_true",
+                  help="require recall@k and MRR@k (results with positive_pids)")
   ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default results.metrics.json)")
   a = ap.parse_args(argv)
+  results = check_results(read_json(a.results, "retrieval results JSON"), a.results)
+  depth = max(len(r["ctxs"]) for r in results)
+  ks = a.k or [k for k in (1, 5, 20, 100) if k <= depth] or [max(depth, 1)]
   try:
-    results = json.loads(a.results.read_text())
-  except json.JSONDecodeError as e:
-    raise SystemExit(f"{a.results}: not valid JSON ({e})")
-  m = evaluate(results, [int(k) for k in a.k.split(",")], a.match, recompute=a.match == "regex")
+    m = evaluate(results, ks, a.match, recompute=a.match == "regex", require_recall=a.recall)
+  except ValueError as e:
+    raise DataError(f"{a.results}: {e}") from e
   print(format_table(m))
-  out = a.out or a.results.with_suffix(".metrics.json")
-  out.write_text(json.dumps(m, indent=1))
+  write_json(a.out or a.results.with_suffix(".metrics.json"), m)
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.evaluate())

@@ -11,11 +11,12 @@ identity (model fingerprint, corpus) of the embeddings; loading checks that iden
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from dpr_jax.data.textio import DataError, atomic_write, check_file, read_json, write_json
 
 KINDS = ("flat", "hnsw", "ivfpq")
 
@@ -41,10 +42,13 @@ class DenseIndex:
   def save(self, d):
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(self.index, str(d / "index.faiss"))
-    (d / "ids.txt").write_text("".join(i + "\n" for i in self.ids))
-    (d / "index.json").write_text(json.dumps({"kind": self.kind, "phi": self.phi,
-                                              "size": len(self.ids), **self.identity}, indent=1))
+    (d / "index.json").unlink(missing_ok=True)  # written last: marks a complete index
+    with atomic_write(d / "index.faiss", "wb") as f:
+      f.write(faiss.serialize_index(self.index).tobytes())
+    with atomic_write(d / "ids.txt") as f:
+      f.write("".join(i + "\n" for i in self.ids))
+    write_json(d / "index.json", {"kind": self.kind, "phi": self.phi, "size": len(self.ids),
+                                  **self.identity})
 
 
 def build(parts, kind: str, dim: int, identity: dict, *, hnsw_m: int = 64,
@@ -92,14 +96,25 @@ def _sample(parts, total, n, seed):
 def load(d, expect: dict | None = None) -> DenseIndex:
   """Loads a saved index; `expect` keys (fingerprint, corpus, ...) must match what it holds."""
   d = Path(d)
-  meta = json.loads((d / "index.json").read_text())
+  meta = read_json(check_file(d / "index.json", "an index description"), "an index description")
+  if not isinstance(meta, dict) or meta.get("kind") not in KINDS or "size" not in meta:
+    raise DataError(f"{d / 'index.json'}: expected an index description with kind and size, "
+                    f"found {str(meta)[:80]}")
   for k, v in (expect or {}).items():
     if meta.get(k) != v:
       raise IndexMismatch(f"{d}: index built for {k}={meta.get(k)!r}, but this run has {v!r}; "
                           "rebuild it (delete the folder) or pass the matching model/corpus")
-  index = faiss.read_index(str(d / "index.faiss"))
+  f = check_file(d / "index.faiss", "a FAISS index")
+  try:
+    index = faiss.read_index(str(f))
+  except RuntimeError as e:
+    raise DataError(f"{f}: expected a FAISS index, found a corrupt file "
+                    f"({str(e).strip().split(': ')[-1]})") from e
   if meta["kind"] == "hnsw":
     index.hnsw.efSearch = max(index.hnsw.efSearch, 128)
-  ids = (d / "ids.txt").read_text().split("\n")[:-1]
+  ids = check_file(d / "ids.txt", "the index's ids").read_text().split("\n")[:-1]
+  if len(ids) != meta["size"] or index.ntotal != meta["size"]:
+    raise DataError(f"{d}: expected {meta['size']} passages (index.json), found {len(ids)} ids "
+                    f"and {index.ntotal} vectors")
   identity = {k: v for k, v in meta.items() if k not in ("kind", "phi", "size")}
   return DenseIndex(index, ids, meta["kind"], meta["phi"], identity)

@@ -10,13 +10,14 @@ answer and are not gold. Questions without a positive are skipped and counted.
 """
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
 
+from dpr_jax import cli
 from dpr_jax.data.answers import has_answer
+from dpr_jax.data.textio import DataError, atomic_write, read_json
+from dpr_jax.retrieval.evaluate import check_results
 from dpr_jax.data.corpus import read_corpus
 
 
@@ -29,7 +30,7 @@ def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "str
   for n, r in enumerate(results):
     for c in r["ctxs"]:
       if str(c["id"]) not in row:
-        raise ValueError(f"results[{n}]: passage id {c['id']!r} is not in {corpus.path}")
+        raise ValueError(f"record {n}: expected passage ids of {corpus.path}, found {c['id']!r}")
     answer_in = lambda pid: has_answer(r["answers"], corpus.texts[row[pid]], match)
     gold = [str(p) for p in r.get("positive_pids") or []]
     positives = gold or [str(c["id"]) for c in r["ctxs"] if answer_in(str(c["id"]))][:1]
@@ -45,22 +46,23 @@ def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "str
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.mine", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap = cli.Parser("python -m dpr_jax.mine", __doc__)
   ap.add_argument("--results", required=True, type=Path)
-  ap.add_argument("--passages", required=True)
+  cli.add_passages_arg(ap)
   ap.add_argument("--out", required=True, type=Path, help=".jsonl or .jsonl.gz")
-  ap.add_argument("--num_hard_negatives", type=int, default=5)
+  ap.add_argument("--num_hard_negatives", type=cli.non_negative_int, default=5)
   ap.add_argument("--match", choices=["string", "regex"], default="string")
   a = ap.parse_args(argv)
-  records, skipped = mine(json.loads(a.results.read_text()), read_corpus(a.passages),
-                          a.num_hard_negatives, a.match)
-  opener = gzip.open if a.out.suffix == ".gz" else open
-  with opener(a.out, "wt", encoding="utf-8") as f:
+  results = check_results(read_json(a.results, "retrieval results JSON"), a.results)
+  try:
+    records, skipped = mine(results, read_corpus(a.passages), a.num_hard_negatives, a.match)
+  except ValueError as e:
+    raise DataError(f"{a.results}: {e}") from e
+  with atomic_write(a.out) as f:
     for rec in records:
       f.write(json.dumps(rec, ensure_ascii=False) + "\n")
   print(f"{len(records)} questions written to {a.out}; {skipped} skipped without a positive")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  sys.exit(cli.mine())

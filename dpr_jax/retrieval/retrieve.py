@@ -11,9 +11,8 @@ the model fingerprint, and reused; an index of another model or corpus is an err
 """
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import functools
-import json
 import sys
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import jax
 import numpy as np
 from flax import nnx
 
+from dpr_jax import cli
 from dpr_jax.data import answers as answer_lib
-from dpr_jax import config_lib
+from dpr_jax.data.textio import write_json
 
 
 @functools.lru_cache(maxsize=2)
@@ -116,92 +116,132 @@ def _bm25(path, k1, b):
   return BM25(corpus.titles, corpus.texts, k1=k1, b=b)
 
 
-def run(a, questions=None) -> list[dict]:
-  """Retrieval for the questions of `a.questions` (or `questions`, a list of
-  `corpus.Question`). Corpus, BM25 index, dense index and model stay loaded between calls."""
-  from dpr_jax.data.corpus import read_questions
-  corpus = _corpus(a.passages)
-  if questions is None:
-    questions = read_questions(a.questions, limit=a.limit)
-    if getattr(a, "sample", None) and a.sample < len(questions):
-      keep = np.sort(np.random.default_rng(0).choice(len(questions), a.sample, replace=False))
-      questions = [questions[i] for i in keep]
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How to retrieve (everything but the questions)."""
+  passages: str
+  retriever: str = "dense"           # dense | bm25 | hybrid
+  model: str | None = None           # dense / hybrid: any model PATH of `load_model`
+  embeddings: str | None = None      # dense / hybrid: encode.py output directory
+  k: int = 100
+  index: str = "flat"
+  which: str = "best"
+  pooling: str = "cls"
+  normalize: bool | None = None
+  question_max_length: int = 64
+  hybrid_lambda: float = 1.1
+  hybrid_depth: int = 1000
+  bm25_k1: float = 0.9
+  bm25_b: float = 0.4
+  match: str = "string"
+  with_text: bool = True
+
+
+def _dense(s: Settings, corpus, texts, row_of, depth):
+  if not s.model or not s.embeddings:
+    raise ValueError(f"--retriever {s.retriever}: expected --model and --embeddings, "
+                     f"found model={s.model!r}, embeddings={s.embeddings!r}")
+  idx = dense_index(s.embeddings, s.index)
+  if idx.identity.get("corpus") != str(Path(s.passages).resolve()) or len(idx.ids) != len(corpus):
+    raise ValueError(f"{s.embeddings}: expected embeddings of {s.passages} ({len(corpus)} "
+                     f"passages), found {idx.identity.get('corpus')} ({len(idx.ids)})")
+  q, desc = encode_questions(s.model, texts, which=s.which, pooling=s.pooling,
+                             normalize=s.normalize, max_length=s.question_max_length)
+  if desc["fingerprint"] != idx.identity["fingerprint"]:
+    raise ValueError(f"{s.embeddings}: expected embeddings of --model {s.model} (fingerprint "
+                     f"{desc['fingerprint']}), found fingerprint {idx.identity['fingerprint']}")
+  scores, r = idx.search(q, depth)
+  missing = {idx.ids[i] for i in r.ravel() if i >= 0} - row_of.keys()
+  if missing:
+    raise ValueError(f"{s.embeddings}: expected ids of {s.passages}, found {sorted(missing)[:3]}")
+  return q, (scores, np.vectorize(lambda i: row_of[idx.ids[i]] if i >= 0 else -1)(r))
+
+
+def retrieve(questions: list, s: Settings) -> list[dict]:
+  """Retrieval results (DPR's JSON records) for `questions` (`corpus.Question`s). Corpus, BM25
+  index, dense index and model stay loaded between calls with the same settings."""
+  if s.k < 1:
+    raise ValueError(f"--k: expected an integer >= 1, found {s.k}")
+  corpus = _corpus(s.passages)
   texts = [q.question for q in questions]
   row_of = {pid: i for i, pid in enumerate(corpus.ids)}
-  depth = max(a.k, a.hybrid_depth) if a.retriever == "hybrid" else a.k
+  depth = max(s.k, s.hybrid_depth) if s.retriever == "hybrid" else s.k
   dense = bm25 = None
-  if a.retriever in ("dense", "hybrid"):
-    if not a.model or not a.embeddings:
-      raise SystemExit("--retriever dense/hybrid needs --model and --embeddings")
-    idx = dense_index(a.embeddings, a.index)
-    if idx.identity.get("corpus") != str(Path(a.passages).resolve()) or len(idx.ids) != len(corpus):
-      raise SystemExit(f"{a.embeddings} was encoded from {idx.identity.get('corpus')} "
-                       f"({len(idx.ids)} passages), not {a.passages} ({len(corpus)})")
-    q, desc = encode_questions(a.model, texts, **config_lib.model_kwargs(a),
-                               max_length=a.question_max_length)
-    if desc["fingerprint"] != idx.identity["fingerprint"]:
-      raise SystemExit(f"--model {a.model} is not the model that encoded {a.embeddings} "
-                       f"(fingerprint {desc['fingerprint']} vs {idx.identity['fingerprint']})")
-    s, r = idx.search(q, depth)
-    rows = np.vectorize(lambda i: row_of[idx.ids[i]] if i >= 0 else -1)(r)
-    dense = (s, rows)
-  if a.retriever in ("bm25", "hybrid"):
-    engine = _bm25(a.passages, a.bm25_k1, a.bm25_b)
-    r, s = engine.search(texts, depth)
-    bm25 = (s, r)
-  if a.retriever == "hybrid":
+  if s.retriever in ("dense", "hybrid"):
+    q, dense = _dense(s, corpus, texts, row_of, depth)
+  if s.retriever in ("bm25", "hybrid"):
+    engine = _bm25(s.passages, s.bm25_k1, s.bm25_b)
+    r, sc = engine.search(texts, depth)
+    bm25 = (sc, r)
+  if s.retriever == "hybrid":
     from dpr_jax.retrieval.encoding import read_embeddings
-    ids, emb, _ = read_embeddings(a.embeddings)
+    ids, emb, _ = read_embeddings(s.embeddings)
     emb_rows = np.array([row_of[i] for i in ids])
     by_row = np.empty_like(emb)
     by_row[emb_rows] = emb
     bm25_full = engine.all_scores(texts)
-    scores, rows = fuse(dense, bm25, a.hybrid_lambda, a.k,
+    scores, rows = fuse(dense, bm25, s.hybrid_lambda, s.k,
                         lambda qi, rr: by_row[rr] @ q[qi], lambda qi, rr: bm25_full(qi)[rr])
   else:
     scores, rows = dense if dense is not None else bm25
-  return results_json(questions, corpus, rows[:, :a.k], scores[:, :a.k], a.match,
-                      with_text=not getattr(a, "no_text", False))
+  return results_json(questions, corpus, rows[:, :s.k], scores[:, :s.k], s.match,
+                      with_text=s.with_text)
 
 
-def add_retrieval_args(ap, questions_required: bool = True):
+def add_retrieval_args(ap):
   """The retrieval flags (shared with `dpr_jax.reader.answer`)."""
-  config_lib.add_model_args(ap, required=False)
-  ap.add_argument("--embeddings", help="encode.py output directory")
-  ap.add_argument("--passages", required=True, help="the corpus TSV (id, text, title)")
-  ap.add_argument("--questions", required=questions_required,
-                  help=".qa.csv or JSON-lines questions")
-  ap.add_argument("--k", type=int, default=100)
-  ap.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat")
-  ap.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense")
-  ap.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")
-  ap.add_argument("--hybrid_depth", type=int, default=1000, help="candidates from each retriever")
-  ap.add_argument("--bm25_k1", type=float, default=0.9)
-  ap.add_argument("--bm25_b", type=float, default=0.4)
-  ap.add_argument("--question_max_length", type=int, default=64)
-  ap.add_argument("--match", choices=["string", "regex"], default="string")
-  ap.add_argument("--limit", type=int, default=None, help="first N questions only")
-  ap.add_argument("--sample", type=int, default=None,
-                  help="N questions drawn at random (seed 0), in file order")
+  cli.add_model_args(ap, required=False)
+  cli.add_index_args(ap)
+  cli.add_passages_arg(ap)
+  g = ap.add_argument_group("retrieval")
+  g.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense")
+  g.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")
+  g.add_argument("--hybrid_depth", type=cli.positive_int, default=1000,
+                 help="candidates from each retriever")
+  g.add_argument("--bm25_k1", type=float, default=0.9)
+  g.add_argument("--bm25_b", type=float, default=0.4)
+  g.add_argument("--question_max_length", type=cli.positive_int, default=64)
+  g.add_argument("--match", choices=["string", "regex"], default="string")
+
+
+def settings(a, k: int, with_text: bool = True) -> Settings:
+  """`Settings` from the flags of `add_retrieval_args`."""
+  return Settings(passages=a.passages, retriever=a.retriever, model=a.model,
+                  embeddings=a.embeddings, k=k, index=a.index,
+                  question_max_length=a.question_max_length, hybrid_lambda=a.hybrid_lambda,
+                  hybrid_depth=a.hybrid_depth, bm25_k1=a.bm25_k1, bm25_b=a.bm25_b,
+                  match=a.match, with_text=with_text, **cli.model_kwargs(a))
+
+
+def read_questions(a) -> list:
+  """The questions of `--questions`, `--limit` and `--sample` applied."""
+  from dpr_jax.data.corpus import read_questions as read
+  questions = read(a.questions, limit=a.limit)
+  if a.sample and a.sample < len(questions):
+    keep = np.sort(np.random.default_rng(0).choice(len(questions), a.sample, replace=False))
+    questions = [questions[i] for i in keep]
+  return questions
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.retrieve", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap = cli.Parser("python -m dpr_jax.retrieve", __doc__)
   add_retrieval_args(ap)
+  cli.add_questions_args(ap)
+  ap.add_argument("--k", type=cli.positive_int, default=100, help="passages per question")
   ap.add_argument("--out", required=True, help="results JSON")
   ap.add_argument("--no_text", action="store_true",
                   help="leave passage titles and texts out of the results (smaller files)")
   a = ap.parse_args(argv)
-  results = run(a)
-  Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-  with open(a.out, "w", encoding="utf-8") as f:
-    json.dump(results, f, ensure_ascii=False, indent=1)
+  results = retrieve(read_questions(a), settings(a, a.k, with_text=not a.no_text))
+  write_json(a.out, results)
   from dpr_jax.retrieval.evaluate import evaluate, format_table
-  print(format_table(evaluate(results, match=a.match)))
+  if not any(r["answers"] for r in results):
+    print(f"{len(results)} questions retrieved to {a.out}; {a.questions} has no answers, so no "
+          "accuracy can be computed")
+    return
+  ks = sorted({k for k in (1, 5, 20, 100) if k <= a.k} | {a.k})
+  print(format_table(evaluate(results, ks, match=a.match)))
 
 
 if __name__ == "__main__":
-  from dpr_jax import cpu_malloc
-  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
-  sys.exit(main())
+  sys.exit(cli.retrieve())

@@ -18,7 +18,6 @@ model unless --allow_pooling_mismatch asks for DPR classes): see `dpr_jax.tools.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 from pathlib import Path
@@ -113,8 +112,8 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.export", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.export", __doc__)
   ap.add_argument("--checkpoint", required=True,
                   help="training workdir, or one of its step directories "
                        "(WORKDIR/checkpoints/STEP, WORKDIR/best/STEP)")
@@ -129,9 +128,16 @@ def main(argv=None):
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
   from dpr_jax.training.checkpoint import load_trained
+  ck = Path(a.checkpoint)
+  if not (ck.is_dir() or ck.name.isdigit() and ck.parent.name in ("checkpoints", "best")):
+    raise FileNotFoundError(f"{a.checkpoint}: expected a training workdir or one of its step "
+                            "directories, found " + ("a file" if Path(a.checkpoint).exists()
+                                                     else "no such directory"))
   readers = [Path(a.reader)] if a.reader else []
   spec_file = Path(a.checkpoint) / "model.json"
-  if spec_file.is_file() and json.loads(spec_file.read_text()).get("kind") == "reader":
+  from dpr_jax.data.textio import read_json
+  spec = read_json(spec_file, "a model spec (model.json)") if spec_file.is_file() else {}
+  if isinstance(spec, dict) and spec.get("kind") == "reader":
     readers, a.checkpoint = [Path(a.checkpoint)], None
   for r in readers:
     reader, spec, got = load_trained(r, a.which)
@@ -158,4 +164,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  from dpr_jax import cli
+  sys.exit(cli.export())

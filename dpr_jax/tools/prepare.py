@@ -21,7 +21,6 @@ complete; `train.jsonl.gz` comes last.
 """
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import os
@@ -33,7 +32,6 @@ from tqdm import tqdm
 
 from dpr_jax.data import answers as answer_lib
 from dpr_jax.data import resources, squad_json
-from dpr_jax.data.examples import DataError
 from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
 
@@ -153,8 +151,8 @@ def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.prepare", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
   ap.add_argument("dataset", choices=["squad"])
   ap.add_argument("--out", required=True, type=Path, help="output directory")
   ap.add_argument("--train_json", type=Path, default=None,
@@ -166,26 +164,22 @@ def main(argv=None):
                   help="without --train_json: folder holding paragraphs.tsv.gz and "
                   f"train.qas.jsonl.gz (default ${resources.DATA_ENV}/squad)")
   ap.add_argument("--seed", type=int, default=0)
-  ap.add_argument("--num_val_articles", type=int, default=40)
-  ap.add_argument("--num_hard_negatives", type=int, default=3)
-  ap.add_argument("--bm25_depth", type=int, default=30, help="BM25 ranks searched for negatives")
-  ap.add_argument("--max_train_questions", type=int, default=None)
-  ap.add_argument("--max_val_questions", type=int, default=None)
+  ap.add_argument("--num_val_articles", type=cli.positive_int, default=40)
+  ap.add_argument("--num_hard_negatives", type=cli.positive_int, default=3)
+  ap.add_argument("--bm25_depth", type=cli.positive_int, default=30, help="BM25 ranks searched for negatives")
+  ap.add_argument("--max_train_questions", type=cli.positive_int, default=None)
+  ap.add_argument("--max_val_questions", type=cli.positive_int, default=None)
   a = ap.parse_args(argv)
   if a.dev_json and not a.train_json:
     ap.error("--dev_json needs --train_json")
   if a.train_json and a.data_dir:
     ap.error("give --train_json or --data_dir, not both")
-  try:
-    built = build_squad_corpus(a.out, a.train_json, a.dev_json) if a.train_json else None
-    stats = prepare_squad(a.out, squad_dir=a.out if built else a.data_dir, seed=a.seed,
-                          num_val_articles=a.num_val_articles,
-                          num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
-                          max_train_questions=a.max_train_questions,
-                          max_val_questions=a.max_val_questions)
-  except (DataError, FileNotFoundError, ValueError) as e:
-    print(f"python -m dpr_jax.prepare: {e}", file=sys.stderr)
-    return 1
+  built = build_squad_corpus(a.out, a.train_json, a.dev_json) if a.train_json else None
+  stats = prepare_squad(a.out, squad_dir=a.out if built else a.data_dir, seed=a.seed,
+                        num_val_articles=a.num_val_articles,
+                        num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
+                        max_train_questions=a.max_train_questions,
+                        max_val_questions=a.max_val_questions)
   if built:
     print(json.dumps(built, indent=1))
   print(json.dumps({k: v for k, v in stats.items() if k != "val_articles"}, indent=1))
@@ -193,4 +187,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from dpr_jax import cli
+  sys.exit(cli.prepare())

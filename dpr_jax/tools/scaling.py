@@ -18,27 +18,13 @@ from __future__ import annotations
 import copy
 import csv
 import json
-import logging
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
-from absl import logging as absl_logging
-from ml_collections import config_flags
-
-from dpr_jax import config_lib
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "base config (configs/*.py or a bare name)")
-_WORKDIR = flags.DEFINE_string("workdir", None, "one sub-directory per batch size", required=True)
-_BATCHES = flags.DEFINE_list("batch_sizes", ["8", "16", "32", "64"], "global batch sizes")
-_EXAMPLES = flags.DEFINE_integer("examples", 1536, "training questions per run (steps = this / batch)")
-_BASELINE = flags.DEFINE_bool("baseline", True, "also evaluate the untrained initialisation "
-                               "(drawn as a dashed line)")
-_CACHE_ABOVE = flags.DEFINE_integer("grad_cache_above", 0,
-                                    "batches larger than this train with grad_cache_chunk = this "
-                                    "divided by the device count (0: never)")
+from dpr_jax import cli
+from dpr_jax.data.textio import atomic_write, write_json
 
 FIELDS = ["batch", "steps", "examples", "grad_cache_chunk", "wall_s", "examples_per_s",
           "avg_rank", "top1", "top5", "top20", "num_val_questions", "num_val_passages"]
@@ -111,18 +97,26 @@ def _baseline(base, root: Path) -> dict:
   return summarize(wd, 0, c, 0.0)
 
 
-def main(argv):
-  del argv
-  absl_logging.set_verbosity(absl_logging.WARNING)
-  logging.getLogger("dpr_jax").setLevel(logging.INFO)
+def main(argv=None):
+  ap = cli.Parser("python -m dpr_jax.scaling", __doc__)
+  ap.add_argument("--workdir", required=True, help="one sub-directory per batch size")
+  ap.add_argument("--batch_sizes", type=cli.int_list, default=[8, 16, 32, 64],
+                  help="global batch sizes, comma-separated")
+  ap.add_argument("--examples", type=cli.positive_int, default=1536,
+                  help="training questions per run (steps = this / batch)")
+  ap.add_argument("--baseline", action=cli.on_off, default=True,
+                  help="also evaluate the untrained initialisation (drawn as a dashed line)")
+  ap.add_argument("--grad_cache_above", type=cli.non_negative_int, default=0,
+                  help="batches larger than this train with grad_cache_chunk = this divided by "
+                  "the device count (0: never)")
+  a, config = cli.parse_with_config(ap, argv)
   import jax
   from dpr_jax.training import loop as train_lib
-  root = Path(_WORKDIR.value).absolute()
+  root = Path(a.workdir).absolute()
   root.mkdir(parents=True, exist_ok=True)
   rows = []
-  for batch in [int(b) for b in _BATCHES.value]:
-    c = run_config(_CONFIG.value, batch, _EXAMPLES.value, _CACHE_ABOVE.value,
-                   jax.device_count(), root)
+  for batch in a.batch_sizes:
+    c = run_config(config, batch, a.examples, a.grad_cache_above, jax.device_count(), root)
     wd = root / f"batch{batch}"
     done = wd / "scaling_row.json"   # a finished run is not re-run (the study resumes)
     if done.is_file():
@@ -131,28 +125,25 @@ def main(argv):
       t0 = time.time()
       train_lib.train(c, wd)
       rows.append(summarize(wd, batch, c, time.time() - t0))
-      done.write_text(json.dumps(rows[-1]))
+      write_json(done, rows[-1], indent=None)
     print(json.dumps(rows[-1]), flush=True)
     _write_csv(root / "scaling.csv", rows)
-  base = _baseline(_CONFIG.value, root) if _BASELINE.value else None
+  base = _baseline(config, root) if a.baseline else None
   if base:
     print(json.dumps({"untrained": base}), flush=True)
     _write_csv(root / "scaling.csv", rows + [base])
-  plot(rows, root / "scaling.png", f"{_EXAMPLES.value} training questions per run", base)
+  plot(rows, root / "scaling.png", f"{a.examples} training questions per run", base)
   from dpr_jax.tools.plot import plot_runs
   plot_runs([root / f"batch{r['batch']}" for r in rows], root / "curves.png")
   print(f"wrote {root / 'scaling.csv'}, {root / 'scaling.png'} and {root / 'curves.png'}")
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-  with open(path, "w", newline="") as f:
+  with atomic_write(path) as f:
     w = csv.DictWriter(f, FIELDS)
     w.writeheader()
     w.writerows(rows)
 
 
 if __name__ == "__main__":
-  from dpr_jax import cpu_malloc
-  cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
-  flags.mark_flags_as_required(["config"])
-  app.run(main, argv=config_lib.resolve_config_arg(sys.argv))
+  sys.exit(cli.scaling())

@@ -97,7 +97,10 @@ def load_trained(workdir, which: str = "best", dtype=None, step: int | None = No
   f = workdir / "model.json"
   if not f.is_file():
     raise FileNotFoundError(f"{f} not found: {workdir} is not a dpr-jax training workdir")
-  spec = json.loads(f.read_text())
+  from dpr_jax.data.textio import read_json
+  spec = read_json(f, "a model spec (model.json)")
+  if not isinstance(spec, dict) or "bert" not in spec:
+    raise ValueError(f"{f}: expected a model spec with a 'bert' config, found {str(spec)[:60]}")
   if (spec.get("kind") != "reader" and "normalize" not in spec
       and (workdir / "config.json").is_file()):
     spec["normalize"] = json.loads((workdir / "config.json").read_text())["loss"]["similarity"] == "cosine"
@@ -152,7 +155,9 @@ def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bo
     return model, str(pair[0]), {"model": str(p.absolute()), "pooling": pooling,
                                  "normalize": normalize}
   if (p / "model.json").is_file():
-    if json.loads((p / "model.json").read_text()).get("kind") == "reader":
+    from dpr_jax.data.textio import read_json
+    spec = read_json(p / "model.json", "a model spec (model.json)")
+    if isinstance(spec, dict) and spec.get("kind") == "reader":
       raise ValueError(f"{p} is a reader workdir; a retriever (dual encoder) is expected here")
     model, spec, step = load_trained(p, which, dtype)
     return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,
