@@ -28,7 +28,7 @@ def main(argv=None):
   ap.add_argument("--limit", type=int, default=None, help="first N passages only (smoke runs)")
   a = ap.parse_args(argv)
 
-  from dpr_jax.training.checkpoint import load_model
+  from dpr_jax.training.loading import load_model
   from dpr_jax.data.corpus import read_corpus
   from dpr_jax.retrieval.encoding import encode_corpus
   from dpr_jax.models.tokenization import Tokenizer

@@ -57,6 +57,7 @@ def write_encoder(enc, role: str, out_dir: Path, tokenizer_dir: Path | None) -> 
   (d / "config.json").write_text(json.dumps(config, indent=2))
   save_file(encoder_tensors(enc, role), str(d / "model.safetensors"), metadata={"format": "pt"})
   _copy_tokenizer(tokenizer_dir, d)
+  _world_readable(d)
   return d
 
 
@@ -77,7 +78,16 @@ def write_reader(reader, out_dir: Path, tokenizer_dir: Path | None) -> Path:
     t[f"span_predictor.{name}.bias"] = np.asarray(lin.bias.get_value(), np.float32)
   save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
   _copy_tokenizer(tokenizer_dir, d)
+  _world_readable(d)
   return d
+
+
+def _world_readable(d: Path) -> None:
+  """Mode 0644 for every file written (safetensors and copied files keep stricter modes): a
+  shared export is readable by everyone."""
+  for f in d.iterdir():
+    if f.is_file():
+      f.chmod(0o644)
 
 
 def _copy_tokenizer(tokenizer_dir, d: Path) -> None:
@@ -107,6 +117,7 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
           "normalize": model.question.normalize, "projection_dim": model.question.projection_dim,
           **dirs}
   (out_dir / "dpr_jax_export.json").write_text(json.dumps(info, indent=1))
+  _world_readable(out_dir)
   return info
 
 
@@ -123,7 +134,7 @@ def main(argv=None):
   ap.add_argument("--reader", help="also export this reader workdir (`dpr_jax.reader.train`) "
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
-  from dpr_jax.training.checkpoint import load_trained
+  from dpr_jax.training.loading import load_trained
   readers = [Path(a.reader)] if a.reader else []
   spec_file = Path(a.checkpoint) / "model.json"
   if spec_file.is_file() and json.loads(spec_file.read_text()).get("kind") == "reader":
