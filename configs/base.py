@@ -1,4 +1,10 @@
-"""Defaults shared by every config; each config file starts from `base.get_config()`."""
+"""Defaults shared by every config; each config file starts from `base.get_config()`.
+
+Runnable as is only with data and a model named by overrides, e.g.
+
+  python train.py --config configs/base.py --workdir runs/base \\
+      --config.data.train_files=biencoder-train.json --config.data.dev_file=biencoder-dev.json
+"""
 import ml_collections
 
 

@@ -1,5 +1,8 @@
 """DPR's Natural Questions recipe (Karpukhin et al. 2020, single NQ retriever) for bert-base.
 
+  python train.py --config configs/nq.py --workdir runs/nq \\
+      --config.data.train_files=biencoder-nq-train.json --config.data.dev_file=biencoder-nq-dev.json
+
 Data: DPR's `biencoder-nq-train.json` / `biencoder-nq-dev.json`, from overrides
 (`--config.data.train_files=...`) or the environment variables DPR_NQ_TRAIN / DPR_NQ_DEV.
 """

@@ -1,5 +1,7 @@
 """CPU-scale recipe: fine-tune the packaged all-MiniLM-L6-v2 on the prepared SQuAD data.
 
+  python train.py --config configs/squad.py --workdir runs/squad
+
 MiniLM was trained with mean pooling, tied encoders and a scaled cosine (scale 20 = temperature
 0.05), so we keep those. Data from `python -m dpr_jax.prepare squad --out data/squad` (run
 automatically into <workdir>/data when absent).

@@ -6,14 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-import transformers
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402  (after torch: transformers' PyTorch classes)
 from flax import nnx
 from safetensors.numpy import load_file
 
 from dpr_jax.training import checkpoint, steps
 from dpr_jax.tools import export
-from dpr_jax.training.loading import build_dual_encoder, load_model, tokenizer_path
+from dpr_jax.training.loading import build_dual_encoder, load_model
 from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 
 CFG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

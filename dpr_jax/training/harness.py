@@ -63,10 +63,9 @@ def check_workdir(config, workdir, sections: tuple[str, ...]) -> None:
   now = json.loads(config.to_json_best_effort())
   old = _flat({s: recorded.get(s, {}) for s in sections})
   new = _flat({s: now.get(s, {}) for s in sections})
-  missing = object()
-  diff = [f"{k}: recorded {old.get(k, missing)!r}, now {new.get(k, missing)!r}".replace(
-      repr(missing), "(absent)") for k in sorted(set(old) | set(new))
-      if old.get(k, missing) != new.get(k, missing)]
+  show = lambda d, k: repr(d[k]) if k in d else "(absent)"
+  diff = [f"{k}: recorded {show(old, k)}, now {show(new, k)}"
+          for k in sorted(set(old) | set(new)) if (k in old, old.get(k)) != (k in new, new.get(k))]
   if diff:
     raise ConfigChangeError(
         f"{f}: the workdir was trained with another {'/'.join(sections)} config ("
