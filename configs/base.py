@@ -1,4 +1,10 @@
-"""Defaults shared by every config; each config file starts from `base.get_config()`."""
+"""Defaults shared by every config; each config file starts from `base.get_config()`.
+
+Runnable as is only with data and a model named by overrides, e.g.
+
+  python train.py --config configs/base.py --workdir runs/base \\
+      --config.data.train_files=biencoder-train.json --config.data.dev_file=biencoder-dev.json
+"""
 import ml_collections
 
 
@@ -10,7 +16,8 @@ def get_config():
   m.pooling = "cls"              # DPR: [CLS]; `mean` for sentence-embedding inits
   m.projection_dim = 0           # DPR's optional projection (0: none)
   m.tied = False                 # DPR trains separate question and passage encoders
-  m.dtype = "float32"            # compute dtype; parameters stay fp32
+  m.dtype = "float32"            # compute dtype (float32 / bfloat16); parameters stay fp32
+  m.attention = "auto"           # auto / xla / cudnn: see dpr_jax.models.bert.ATTENTIONS
   m.remat = False                # recompute each layer in the backward pass
   m.bert = ml_collections.ConfigDict()  # BertConfig fields for init=random
 
@@ -33,11 +40,12 @@ def get_config():
   t.epochs = 40
   t.max_steps = 0                # 0: epochs * steps_per_epoch
   t.seed = 12345
-  t.log_every = 10
-  t.save_every = 1000
+  t.log_every = 10               # 0: log at validation / save steps only
+  t.save_every = 1000            # 0: save at the end of each epoch and of the run only
   t.keep_checkpoints = 3
   t.fsdp = 1                     # parameter-sharding mesh axis size
   t.grad_cache_chunk = 0         # >0: gradient caching, this many questions per device per pass
+  t.allow_config_change = False  # resume a workdir whose recorded model/data config differs
 
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 2e-5

@@ -1,5 +1,7 @@
 """Demo: finishes in under 10 minutes on 2 CPU cores.
 
+  python train.py --config configs/demo.py --workdir runs/demo
+
 Prepares a small slice of SQuAD (3,000 training questions, 300 validation questions from held-out
 articles) from the SQuAD folder of `configs/squad.py` (`data.prepare_args.squad_dir`),
 fine-tunes the packaged MiniLM for 60 steps, and shows the validation average rank falling

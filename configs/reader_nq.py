@@ -3,26 +3,30 @@ bert-base-uncased, 16 questions per batch, 1 positive + 23 negatives from the re
 100, 350 tokens, lr 1e-5, no warm-up; 50 passages read per question at prediction; best
 checkpoint by validation EM.
 
-Training / dev results: retrieval results JSON (`python -m dpr_jax.retrieve`) over the NQ train
-and dev questions, from `DPR_NQ_READER_TRAIN` / `DPR_NQ_READER_DEV` or overrides.
-"""
-import os
+  python -m dpr_jax.reader_train --config configs/reader_nq.py --workdir runs/reader_nq \\
+      --config.data.train_results=runs/nq/train_results.json \\
+      --config.data.dev_results=runs/nq/dev_results.json
 
+Training / dev results: retrieval results JSON (`python -m dpr_jax.retrieve`) over the NQ train
+and dev questions. Starts from `base` (model, train and optim fields shared with the retriever);
+the retriever-only fields are removed.
+"""
 import ml_collections
+
+from configs import base
 
 
 def get_config():
-  c = ml_collections.ConfigDict()
-  c.model = m = ml_collections.ConfigDict()
+  c = base.get_config()
+  m = c.model
   m.init = "bert-base-uncased"   # HF BERT dir or hub name, `minilm`, or `random`
-  m.tokenizer = ""
-  m.dtype = "float32"
-  m.remat = False
-  m.bert = ml_collections.ConfigDict()
+  for k in ("pooling", "projection_dim", "tied"):
+    del m[k]
+  del c.loss
 
   c.data = d = ml_collections.ConfigDict()
-  d.train_results = os.environ.get("DPR_NQ_READER_TRAIN", "")
-  d.dev_results = os.environ.get("DPR_NQ_READER_DEV", "")
+  d.train_results = ""           # retrieval results on the training questions
+  d.dev_results = ""             # retrieval results on the validation questions
   d.passages = ""                # corpus TSV, for results written with --no_text
   d.top = 100                    # retrieved passages considered per training question
   d.passages_per_question = 24   # 1 positive + 23 negatives
@@ -30,22 +34,22 @@ def get_config():
   d.question_max_length = 64
   d.max_train_questions = 0
 
-  c.train = t = ml_collections.ConfigDict()
-  t.batch_questions = 16
+  t = c.train
+  for k in ("global_batch", "epochs", "grad_cache_chunk"):
+    del t[k]
+  t.batch_questions = 16         # questions per global batch (a multiple of the device count)
   t.max_steps = 30000
-  t.seed = 12345
   t.log_every = 50
   t.save_every = 2000
-  t.keep_checkpoints = 3
 
-  c.optim = o = ml_collections.ConfigDict()
+  o = c.optim
   o.lr = 1e-5
   o.warmup_steps = 0
   o.weight_decay = 0.0
   o.clip_norm = 2.0
 
   c.eval = e = ml_collections.ConfigDict()
-  e.every = 2000
+  e.every = 2000                 # steps between validations (0: at the end only)
   e.at_start = False
   e.top_k = 50
   e.max_answer_length = 10

@@ -1,5 +1,7 @@
 """CPU-scale recipe: fine-tune the packaged all-MiniLM-L6-v2 on the prepared SQuAD data.
 
+  python train.py --config configs/squad.py --workdir runs/squad
+
 MiniLM was trained with mean pooling, tied encoders and a scaled cosine (scale 20 = temperature
 0.05), so we keep those. Training files are prepared into <workdir>/data when absent, from the
 SQuAD folder `data.prepare_args.squad_dir` (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`; empty:

@@ -1,6 +1,7 @@
 """A tiny random BERT for tests and smoke runs (seconds per run on a CPU).
 
-Data from overrides: --config.data.train_files=... --config.data.dev_file=...
+  python train.py --config configs/tiny.py --workdir runs/tiny \\
+      --config.data.train_files=train.jsonl --config.data.dev_file=dev.jsonl
 """
 from configs import base
 

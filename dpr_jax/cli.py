@@ -71,7 +71,7 @@ def int_list(text: str) -> list[int]:
 
 
 def add_model_args(ap, required: bool = True):
-  """Naming a model (see `checkpoint.load_model`)."""
+  """Naming a model (see `training.loading.load_model`)."""
   g = ap.add_argument_group("model")
   g.add_argument("--model", required=required,
                  help="training workdir, exported pair, Hugging Face BERT/DPR directory or hub "

@@ -39,7 +39,7 @@ CONFIGS = (find_config("base.py") or REPO_CONFIGS / "base.py").parent
 
 # Fields with a closed set of values, checked wherever a config has them.
 ENUMS = {
-    "model.dtype": ("float32", "bfloat16"),
+    "model.dtype": ("float32", "bfloat16", "fp32", "bf16"),
     "model.pooling": ("cls", "mean"),
     "model.attention": ("auto", "xla", "cudnn"),
     "loss.similarity": ("dot", "cosine"),

@@ -33,7 +33,7 @@ def main(argv=None):
   from dpr_jax.data.corpus import read_corpus
   from dpr_jax.models.tokenization import Tokenizer
   from dpr_jax.retrieval.encoding import encode_corpus
-  from dpr_jax.training.checkpoint import load_model
+  from dpr_jax.training.loading import load_model
   corpus = read_corpus(a.passages, limit=a.limit)  # bad data fails before the model loads
   model, tok_path, desc = load_model(a.model, **cli.model_kwargs(a))
   m = encode_corpus(model, Tokenizer(tok_path, passage_max_length=a.max_length), corpus, a.out,

@@ -52,6 +52,7 @@ def test_shard_rows_partition():
   assert [list(p) for p in parts] == [[0, 1, 2], [3, 4, 5], [6, 7, 8, 9]]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_output(tiny_bert, corpus, tmp_path):
   env = {"JAX_PLATFORMS": "cpu", **__import__("os").environ}
   one = tmp_path / "one"
@@ -76,6 +77,7 @@ def test_killed_run_resumes_to_the_same_output(tiny_bert, corpus, tmp_path):
   np.testing.assert_allclose(e2, e1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_shards_cover_corpus_once_and_other_model_is_refused(tiny_bert, corpus, tmp_path):
   out = tmp_path / "s"
   for i in range(2):

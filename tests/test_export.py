@@ -6,14 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
-import transformers
+
+torch = pytest.importorskip("torch")
+import transformers  # noqa: E402  (after torch: transformers' PyTorch classes)
 from flax import nnx
 from safetensors.numpy import load_file
 
 from dpr_jax.training import checkpoint, steps
 from dpr_jax.tools import export
-from dpr_jax.models.hf import build_dual_encoder
+from dpr_jax.training.loading import build_dual_encoder, load_model
 from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 
 CFG = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -90,7 +91,7 @@ def test_exported_dirs_load_in_transformers_dpr_with_equal_pooler_output(
 def test_export_import_export_gives_identical_tensors(tmp_path, minilm_path):
   model = _model(False, 8)
   export.export_model(model, tmp_path / "a", tokenizer_dir=minilm_path)
-  again, _, info = checkpoint.load_model(tmp_path / "a")
+  again, _, info = load_model(tmp_path / "a")
   export.export_model(again, tmp_path / "b", tokenizer_dir=minilm_path)
   for sub in ("question_encoder", "ctx_encoder"):
     a = load_file(str(tmp_path / "a" / sub / "model.safetensors"))
@@ -112,7 +113,7 @@ def test_mean_pooled_model_needs_explicit_permission(tmp_path, minilm_path):
     export.export_model(model, tmp_path / "x", tokenizer_dir=minilm_path)
   export.export_model(model, tmp_path / "x", tokenizer_dir=minilm_path,
                       allow_pooling_mismatch=True)
-  again, _, info = checkpoint.load_model(tmp_path / "x")
+  again, _, info = load_model(tmp_path / "x")
   assert info["pooling"] == "mean" and again.tied
 
 

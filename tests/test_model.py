@@ -167,7 +167,7 @@ def test_projection_and_logical_axes():
 
 
 @pytest.mark.skipif(jax.default_backend() != "gpu", reason="cuDNN attention exists on GPUs only")
-def test_gpu_cudnn_attention_matches_xla_attention(monkeypatch):
+def test_gpu_cudnn_attention_matches_xla_attention():
   """On a GPU in bf16 the fused path is cuDNN flash attention given sequence lengths; it must
   give the embeddings of XLA's masked attention on a right-padded batch."""
   cfg = BertConfig(num_hidden_layers=2, hidden_dropout_prob=0.0)
@@ -179,8 +179,8 @@ def test_gpu_cudnn_attention_matches_xla_attention(monkeypatch):
   f = jax.jit(lambda i, m: enc(i, m))
   assert "cudnn" in f.lower(ids, mask).as_text().lower()  # the fused kernel, not a fallback
   ours = np.asarray(f(ids, mask))
-  monkeypatch.setenv("DPR_JAX_ATTENTION", "xla")
-  ref = np.asarray(jax.jit(lambda i, m: enc(i, m))(ids, mask))
+  xla = Encoder(cfg, dtype=jnp.bfloat16, attention="xla", rngs=nnx.Rngs(0))  # same parameters
+  ref = np.asarray(jax.jit(lambda i, m: xla(i, m))(ids, mask))
   assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) < 2e-2
 
 

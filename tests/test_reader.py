@@ -1,6 +1,7 @@
 """The reader: span labelling, the marginal loss by hand, span decoding, and a tiny end-to-end
 train -> predict -> answer run."""
 import json
+import re
 
 import jax.numpy as jnp
 import ml_collections
@@ -97,15 +98,22 @@ def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
   c.train.batch_questions, c.train.max_steps, c.train.log_every = 8, 3, 1
   c.eval.every, c.eval.top_k, c.eval.batch_questions = 3, 4, 8
   last = reader_train.train(c, tmp_path / "reader")
-  assert np.isfinite(last["train/loss"]) and 0 <= last["eval/em"] <= 1
   lines = [json.loads(l) for l in (tmp_path / "reader/metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if "train/loss" in l] == [1, 2, 3]
+  evals = [l for l in lines if "eval/em" in l]
+  assert [l["step"] for l in evals] == [3] and evals[0]["eval/questions"] == 4
+  assert last["eval/em"] == evals[0]["eval/em"] and last["train/loss"] == lines[-2]["train/loss"]
   answer.main(["--reader", str(tmp_path / "reader"), "--results", str(tmp_path / "dev.json"),
                "--passages", str(_corpus(tmp_path, rows)), "--top_k", "4",
                "--out", str(tmp_path / "pred.json")])
   preds = json.loads((tmp_path / "pred.json").read_text())
-  assert len(preds) == 4 and all(p["prediction"] in p["passage"] for p in preds)
-  assert "EM" in capsys.readouterr().out
+  assert [(p["question"], p["answers"]) for p in preds] == [(r["question"], r["answers"])
+                                                            for r in rows[:4]]
+  # The printed EM against SQuAD's normalisation written out here.
+  norm = lambda t: " ".join(w for w in re.sub(r"[^\w\s]", " ", t.lower()).split()
+                            if w not in ("a", "an", "the"))
+  em = np.mean([norm(p["prediction"]) in {norm(a) for a in p["answers"]} for p in preds])
+  assert f"EM {100 * em:.2f}" in capsys.readouterr().out
 
 
 def _corpus(tmp_path, rows):

@@ -46,6 +46,7 @@ def _run(*args):
   return p
 
 
+@pytest.mark.slow
 def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
   d = slice_files
   common = ["--passages", str(d / "psgs.tsv"), "--questions", str(d / "qs.jsonl"), "--k", "5"]

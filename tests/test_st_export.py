@@ -14,7 +14,7 @@ from dpr_jax.models.hf import CheckpointError
 from dpr_jax.models.st_folder import load_st_encoder
 from dpr_jax.models.tokenization import Tokenizer
 from dpr_jax.tools import export, st_export
-from dpr_jax.training import checkpoint
+from dpr_jax.training import checkpoint, loading
 
 st = pytest.importorskip("sentence_transformers")
 
@@ -83,7 +83,7 @@ def test_mean_cosine_model_equals_sentence_transformers(minilm_export, minilm_pa
 
 def test_round_trip_through_our_loader(minilm_export, minilm_path):
   enc, out, _ = minilm_export
-  model, tok_path, desc = checkpoint.load_model(out)
+  model, tok_path, desc = loading.load_model(out)
   assert (desc["pooling"], desc["normalize"], model.tied) == ("mean", True, True)
   tok = Tokenizer(tok_path)
   np.testing.assert_allclose(_ours(model.question, tok, QUESTIONS), _ours(enc, tok, QUESTIONS),
@@ -91,7 +91,7 @@ def test_round_trip_through_our_loader(minilm_export, minilm_path):
 
 
 def test_packaged_minilm_reads_its_pooling(minilm_path):
-  model, _, desc = checkpoint.load_model("minilm", pooling="cls")
+  model, _, desc = loading.load_model("minilm", pooling="cls")
   assert (model.question.pooling, model.question.normalize) == ("mean", True)
 
 
@@ -117,7 +117,7 @@ def test_cls_projection_untied_equals_sentence_transformers(minilm_path, tmp_pat
   dense = json.loads((tmp_path / "question" / "2_Dense" / "config.json").read_text())
   assert dense["activation_function"] == "torch.nn.modules.linear.Identity"
   assert "Two encoders" in (tmp_path / "README.md").read_text()
-  again, _, desc = checkpoint.load_model(tmp_path)
+  again, _, desc = loading.load_model(tmp_path)
   assert not again.tied and desc["pooling"] == "cls"
   np.testing.assert_allclose(_ours_passages(again.passage, tok),
                              _ours_passages(model.passage, tok), atol=1e-6, rtol=0)
@@ -130,7 +130,7 @@ def test_unsupported_dense_is_refused(minilm_path, tmp_path):
   f.write_text(json.dumps({**json.loads(f.read_text()),
                            "activation_function": "torch.nn.modules.activation.Tanh"}))
   with pytest.raises(CheckpointError, match="2_Dense/config.json: activation_function"):
-    checkpoint.load_model(tmp_path)
+    loading.load_model(tmp_path)
 
 
 def _workdir(tmp_path, model, minilm_path, pooling, similarity):

@@ -26,7 +26,7 @@ def _batch(b, per_q, lq=8, lp=16, seed=0):
   return {"q_ids": q_ids, "q_mask": q_mask, "p_ids": p_ids, "p_mask": p_mask}
 
 
-def _loss_and_grads(n_devices, chunk, tied, batch):
+def _loss_and_grads(n_devices, chunk, tied, batch, key=7):
   mesh = sharding.make_mesh(devices=jax.devices()[:n_devices])
   q = Encoder(CFG, rngs=nnx.Rngs(0))
   model = DualEncoder(q, None if tied else Encoder(CFG, rngs=nnx.Rngs(1)))
@@ -35,7 +35,8 @@ def _loss_and_grads(n_devices, chunk, tied, batch):
   loss_fn = sharding.gathered_loss(lambda q, p, axis_name: in_batch_nll(
       q, p, similarity="cosine", temperature=0.1, axis_name=axis_name), mesh)
   f = jax.jit(steps.make_loss_and_grads(graphdef, mesh, loss_fn, chunk))
-  (loss, _), grads = f(params, sharding.host_to_global(batch, mesh), jax.random.key(7))
+  (loss, _), grads = f(params, sharding.host_to_global(batch, mesh),
+                       None if key is None else jax.random.key(key))
   return float(loss), grads
 
 
@@ -54,8 +55,12 @@ def test_grad_cache_equals_direct_gradient_with_dropout(n_devices, chunk, tied):
   loss_c, grads_c = _loss_and_grads(n_devices, chunk, tied, batch)
   assert abs(loss_c - loss) <= 1e-5 * abs(loss)
   assert _rel_err(grads_c, grads) <= 1e-5
-  # Dropout is on: the loss without it differs, so equality above is not dropout switched off.
-  assert all(np.isfinite(x).all() for x in jax.tree.leaves(grads))
+  # Dropout is on: without it (no key) or with another key the loss and gradients differ, so
+  # the equality above is not dropout switched off.
+  loss_off, grads_off = _loss_and_grads(n_devices, 0, tied, batch, key=None)
+  loss_other, _ = _loss_and_grads(n_devices, 0, tied, batch, key=8)
+  assert abs(loss_off - loss) > 1e-3 * abs(loss) and abs(loss_other - loss) > 1e-3 * abs(loss)
+  assert _rel_err(grads_off, grads) > 1e-2
 
 
 def test_dropout_is_on_and_per_example_keys_do_not_depend_on_the_batch():

@@ -1,5 +1,6 @@
-"""End-to-end train.py runs with a tiny random BERT: 1 vs 8 devices, 2 processes, SIGKILL and
-resume, non-finite loss."""
+"""The retriever's training with a tiny random BERT: in-process `train()` (metrics, checkpoints,
+the workdir check, the non-finite guard, bf16, initialisation from an export), and end-to-end
+train.py runs (`slow`): 1 vs 8 devices, 2 processes, SIGKILL and resume."""
 import json
 import os
 import signal
@@ -80,6 +81,7 @@ def eight_device_run(tiny_data, tmp_path_factory):
   return wd
 
 
+@pytest.mark.slow
 def test_metrics_and_checkpoints(eight_device_run):
   wd = eight_device_run
   lines = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
@@ -95,6 +97,7 @@ def test_metrics_and_checkpoints(eight_device_run):
   assert json.loads((wd / "model.json").read_text())["bert"]["hidden_size"] == 32
 
 
+@pytest.mark.slow
 def test_one_device_gives_the_same_losses(eight_device_run, tiny_data, tmp_path):
   _run(_cmd(tmp_path, tiny_data), _env(1))
   a, b = _losses(eight_device_run), _losses(tmp_path)
@@ -108,6 +111,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_losses(eight_device_run, tiny_data, tmp_path):
   """2 processes x 4 CPU devices (jax.distributed, gloo collectives on localhost). CPU
   collectives between processes are slow here (~5 s a step), so the run is stopped once the
@@ -134,6 +138,7 @@ def test_two_processes_give_the_same_losses(eight_device_run, tiny_data, tmp_pat
     assert abs(a[s] - b[s]) <= 1e-4, (s, a[s], b[s])
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(eight_device_run, tiny_data, tmp_path):
   cmd = _cmd(tmp_path, tiny_data)
   p = subprocess.Popen(cmd, env=_env(8), cwd=REPO, stdout=subprocess.DEVNULL,
@@ -154,6 +159,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(eight_device_run, tiny_da
     assert abs(a[s] - b[s]) <= 1e-5, (s, a[s], b[s])
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path):
   p = subprocess.run(_cmd(tmp_path, tiny_data, "--config.optim.lr=1e38",
                           "--config.optim.clip_norm=0", "--config.optim.warmup_steps=0"),
@@ -163,8 +169,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_pat
   assert "last good checkpoint" in p.stderr
 
 
+@pytest.mark.slow
 def test_trained_workdir_loads_best_and_latest(eight_device_run):
-  from dpr_jax.training.checkpoint import load_model
+  from dpr_jax.training.loading import load_model
   lines = [json.loads(l) for l in (eight_device_run / "metrics.jsonl").read_text().splitlines()]
   ranks = {l["step"]: l["eval/avg_rank"] for l in lines if "eval/avg_rank" in l}
   best_step = min(ranks, key=lambda s: (ranks[s], -s))
@@ -175,3 +182,129 @@ def test_trained_workdir_loads_best_and_latest(eight_device_run):
   import jax.numpy as jnp
   e = model.encode_passages(jnp.ones((2, 8), jnp.int32), jnp.ones((2, 8), jnp.int32))
   assert e.shape == (2, 16)
+
+
+# --- in-process train() -------------------------------------------------------------------------
+
+def _tiny_config(data, **train):
+  from configs import tiny
+  c = tiny.get_config()
+  c.data.train_files, c.data.dev_file = map(str, data)
+  c.model.bert.hidden_dropout_prob = c.model.bert.attention_probs_dropout_prob = 0.0
+  c.train.max_steps, c.train.log_every, c.train.save_every = 4, 0, 2
+  for k, v in train.items():
+    c.train[k] = v
+  return c
+
+
+def _numpy_in_batch_nll(q, p):
+  """DPR's loss by hand: question i's positive is passage i * (1 + H)."""
+  s = q @ p.T
+  s = s - s.max(1, keepdims=True)
+  logp = s - np.log(np.exp(s).sum(1, keepdims=True))
+  per_q = p.shape[0] // q.shape[0]
+  return float(-logp[np.arange(len(q)), np.arange(len(q)) * per_q].mean())
+
+
+def _first_batch_loss(c):
+  """Step 1's loss recomputed outside the training step: the initial model, batch 0 of the
+  data, the in-batch NLL in numpy."""
+  from dpr_jax.data import examples as data
+  from dpr_jax.models.tokenization import Tokenizer
+  from dpr_jax.training import loop
+  from dpr_jax.training.loading import tokenizer_path
+  ds = [data.load_dataset(c.data.train_files, c.data.keep_negatives)]
+  b = data.TrainBatches(ds, [1.0], c.train.global_batch, c.data.num_hard_negatives, c.train.seed)
+  qs, ps = b.batch(0, 0, 1)
+  tok = Tokenizer(tokenizer_path(c.model.init), c.data.question_max_length,
+                  c.data.passage_max_length)
+  t = data.tokenize_batch(tok, qs, ps, c.data.question_max_length, c.data.passage_max_length)
+  model = loop._model(c)
+  q = np.asarray(model.encode_questions(t["q_ids"], t["q_mask"]), np.float64)
+  p = np.asarray(model.encode_passages(t["p_ids"], t["p_mask"]), np.float64)
+  return _numpy_in_batch_nll(q, p)
+
+
+def test_train_in_process_then_a_changed_model_or_data_is_refused(tiny_data, tmp_path):
+  from dpr_jax.training import harness, loop
+  c = _tiny_config(tiny_data)
+  wd = tmp_path / "wd"
+  last = loop.train(c, wd)
+  lines = [json.loads(l) for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines if "train/loss" in l] == [1, 2, 3, 4]  # log_every=0 is fine
+  assert [l["step"] for l in lines if "eval/avg_rank" in l] == [4]
+  assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir()) == [2, 4]
+  assert abs(_losses(wd)[1] - _first_batch_loss(c)) <= 1e-4 * _losses(wd)[1]
+  assert last["train/loss"] == _losses(wd)[4]
+  recorded = {f: (wd / f).read_bytes() for f in ("config.json", "model.json", "metrics.jsonl")}
+
+  bigger = _tiny_config(tiny_data)
+  bigger.model.bert.hidden_size = 64
+  with pytest.raises(harness.ConfigChangeError, match=r"model\.bert\.hidden_size: recorded 32, now 64"):
+    loop.train(bigger, wd)
+  other_data = _tiny_config(tiny_data[::-1])
+  with pytest.raises(harness.ConfigChangeError, match=r"data\.dev_file.*data\.train_files"):
+    loop.train(other_data, wd)
+  assert {f: (wd / f).read_bytes() for f in recorded} == recorded  # nothing rewritten
+  assert sorted(int(p.name) for p in (wd / "checkpoints").iterdir()) == [2, 4]
+
+  # Training fields may change: a longer run resumes, keeping the logged steps.
+  loop.train(_tiny_config(tiny_data, max_steps=5), wd)
+  assert sorted(_losses(wd)) == [1, 2, 3, 4, 5]
+  assert all(_losses(wd)[s] == json.loads(l)["train/loss"] for l in
+             recorded["metrics.jsonl"].decode().splitlines() if "train/loss" in l
+             for s in [json.loads(l)["step"]])
+
+
+def test_non_finite_loss_is_caught_on_a_step_that_is_not_logged(tiny_data, tmp_path):
+  """Warm-up makes step 1's learning rate 0 and step 2's 5e37: step 3's loss is the first
+  non-finite one. Nothing is logged between saves (log_every=0): the guard still stops there."""
+  from dpr_jax.training import checkpoint, harness, loop
+  from dpr_jax.training.loading import load_trained
+  c = _tiny_config(tiny_data, max_steps=6, save_every=2)
+  c.optim.lr, c.optim.clip_norm, c.optim.warmup_steps = 1e38, 0.0, 2
+  with pytest.raises(harness.NonFiniteLoss, match=r"at step 3;.*last good checkpoint \(step 2\)"):
+    loop.train(c, tmp_path)
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()) == [2]
+  model, _, step = load_trained(tmp_path, "latest")
+  assert step == 2
+  import jax
+  from flax import nnx
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(nnx.to_pure_dict(nnx.state(model))))
+
+
+def test_bf16_really_computes_in_bf16_and_unknown_dtypes_are_rejected(tiny_data):
+  import jax
+  import jax.numpy as jnp
+  from dpr_jax.training import loop
+  c = _tiny_config(tiny_data)
+  ids = jnp.ones((2, 8), jnp.int32)
+  for name, want in (("bf16", "bf16"), ("bfloat16", "bf16"), ("float32", "f32")):
+    c.model.dtype = name
+    model = loop._model(c)
+    jaxpr = str(jax.make_jaxpr(lambda i: model.encode_questions(i, i))(ids))
+    bf16_dots = [l for l in jaxpr.splitlines() if "dot_general" in l and ":bf16[" in l]
+    # Per layer: query, key, value, scores, weighted values, attention output, feed-forward x2.
+    assert len(bf16_dots) >= (8 * c.model.bert.num_hidden_layers if want == "bf16" else 0), name
+    assert (":bf16[" in jaxpr) == (want == "bf16"), name
+  c.model.dtype = "float16x"
+  with pytest.raises(ValueError, match="model.dtype must be one of"):
+    loop._model(c)
+
+
+def test_training_starts_from_an_exported_folder(tiny_data, tmp_path, minilm_path):
+  """`model.init=<export>`: the tokenizer comes from the export's question encoder, exported
+  files are readable by everyone, and step 1 equals the loss recomputed outside training."""
+  import stat
+  from dpr_jax.tools import export
+  from dpr_jax.training import loop
+  src = _tiny_config(tiny_data)
+  export.export_model(loop._model(src), tmp_path / "exp", tokenizer_dir=minilm_path)
+  files = [f for f in (tmp_path / "exp").rglob("*") if f.is_file()]
+  assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files), files
+  c = _tiny_config(tiny_data, max_steps=1)
+  c.model.init = str(tmp_path / "exp")
+  loop.train(c, tmp_path / "wd")
+  spec = json.loads((tmp_path / "wd" / "model.json").read_text())
+  assert spec["tokenizer"] == str(tmp_path / "exp" / "question_encoder")
+  assert abs(_losses(tmp_path / "wd")[1] - _first_batch_loss(c)) <= 1e-4

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from typing import Any
 
 import jax
@@ -23,6 +22,10 @@ from flax import nnx
 from jax.extend import random as jax_random
 
 POOLINGS = ("cls", "mean")
+# `auto`: cuDNN flash attention on a GPU in bf16/fp16 when the head size allows it, the
+# deferred-normalisation form on a CPU, XLA's attention elsewhere; `xla`: always
+# `jax.nn.dot_product_attention`; `cudnn`: always cuDNN (an error where it cannot run).
+ATTENTIONS = ("auto", "xla", "cudnn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,33 +152,41 @@ def deferred_softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: j
   return out.transpose(0, 2, 1, 3)
 
 
-def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+def cudnn_supported(q: jax.Array) -> bool:
+  """Whether cuDNN's flash attention takes these queries: a GPU, bf16/fp16, and a head size that
+  is a multiple of 8 up to 128."""
+  d = q.shape[-1]
+  return (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+          and d % 8 == 0 and d <= 128)
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
+                    implementation: str = "auto") -> jax.Array:
   """Attention without dropout on the probabilities. q, k, v: [B, L, N, D]; mask: [B, L] with
   padding on the right (our tokenizer's layout) -> [B, L, N, D].
 
-  On a GPU in bf16/fp16 this is cuDNN's flash attention, given the sequence lengths (it takes no
-  boolean mask); on CPU the deferred-normalisation form above; elsewhere XLA's attention.
-  `DPR_JAX_ATTENTION=xla` forces `jax.nn.dot_product_attention` (to compare). Rows of padding
-  positions differ between these; nothing reads them.
+  `implementation` (one of `ATTENTIONS`, the model config's `attention` field): `auto` runs
+  cuDNN's flash attention, given the sequence lengths (it takes no boolean mask), where
+  `cudnn_supported`; on CPU the deferred-normalisation form above; elsewhere XLA's attention.
+  Rows of padding positions differ between these; nothing reads them.
   """
-  choice = os.environ.get("DPR_JAX_ATTENTION", "auto")
-  backend = jax.default_backend()
-  if choice != "xla" and backend == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+  if implementation not in ATTENTIONS:
+    raise ValueError(f"attention must be one of {ATTENTIONS}, got {implementation!r}")
+  if implementation == "cudnn" or (implementation == "auto" and cudnn_supported(q)):
     lengths = mask.sum(-1).astype(jnp.int32)
-    try:
-      return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
-                                          key_value_seq_lengths=lengths, implementation="cudnn")
-    except (ValueError, NotImplementedError, RuntimeError):
-      pass  # a shape or head size cuDNN does not support: XLA's attention below
-  if choice != "xla" and backend == "cpu":
+    return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
+                                        key_value_seq_lengths=lengths, implementation="cudnn")
+  if implementation == "auto" and jax.default_backend() == "cpu":
     return deferred_softmax_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
 
 
 class SelfAttention(nnx.Module):
-  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs, attention: str = "auto"):
+    if attention not in ATTENTIONS:
+      raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
     h = cfg.hidden_size
-    self.cfg, self.dtype = cfg, dtype
+    self.cfg, self.dtype, self.implementation = cfg, dtype, attention
     self.query = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
     self.key = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
     self.value = dense(h, h, ("embed", "heads"), cfg, dtype, rngs)
@@ -190,7 +201,7 @@ class SelfAttention(nnx.Module):
     rate = self.cfg.attention_probs_dropout_prob
     if rng is None or rate == 0.0:
       # No dropout on the probabilities: the platform's fused attention is usable.
-      out = fused_attention(q, k, v, mask)
+      out = fused_attention(q, k, v, mask, self.implementation)
     else:
       # Dropout on the probabilities materialises them on every platform; normalising after
       # the value product divides [B, N, L, D] instead of [B, N, L, L].
@@ -201,10 +212,10 @@ class SelfAttention(nnx.Module):
 class Layer(nnx.Module):
   """One post-LN transformer block, names as in transformers' `BertLayer`."""
 
-  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs):
+  def __init__(self, cfg: BertConfig, dtype, rngs: nnx.Rngs, attention: str = "auto"):
     h, f = cfg.hidden_size, cfg.intermediate_size
     self.cfg, self.dtype = cfg, dtype
-    self.attention = SelfAttention(cfg, dtype, rngs)
+    self.attention = SelfAttention(cfg, dtype, rngs, attention)
     self.attention_output = dense(h, h, ("heads", "embed"), cfg, dtype, rngs)
     self.attention_norm = layer_norm(cfg, rngs)
     self.intermediate = dense(h, f, ("embed", "mlp"), cfg, dtype, rngs)
@@ -225,7 +236,7 @@ class Bert(nnx.Module):
   """BERT without the pooler. Returns the last hidden states, [B, L, H] in fp32."""
 
   def __init__(self, cfg: BertConfig, *, dtype=jnp.float32, remat: bool = False,
-               rngs: nnx.Rngs):
+               attention: str = "auto", rngs: nnx.Rngs):
     self.cfg, self.dtype, self.remat = cfg, dtype, remat
     std, h = cfg.initializer_range, cfg.hidden_size
     embed = lambda n: nnx.Embed(n, h, embedding_init=_init(std, ("vocab", "embed")),
@@ -234,7 +245,8 @@ class Bert(nnx.Module):
     self.position_embeddings = embed(cfg.max_position_embeddings)
     self.token_type_embeddings = embed(cfg.type_vocab_size)
     self.embeddings_norm = layer_norm(cfg, rngs)
-    self.layers = nnx.List([Layer(cfg, dtype, rngs) for _ in range(cfg.num_hidden_layers)])
+    self.layers = nnx.List([Layer(cfg, dtype, rngs, attention)
+                            for _ in range(cfg.num_hidden_layers)])
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None, *,
@@ -279,13 +291,13 @@ class Encoder(nnx.Module):
 
   def __init__(self, cfg: BertConfig, *, pooling: str = "cls", projection_dim: int = 0,
                normalize: bool = False, dtype=jnp.float32, remat: bool = False,
-               rngs: nnx.Rngs):
+               attention: str = "auto", rngs: nnx.Rngs):
     if pooling not in POOLINGS:
       raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     # `normalize`: unit-length embeddings, so that the inner product of an index is the cosine
     # similarity the model was trained with.
     self.pooling, self.projection_dim, self.normalize = pooling, projection_dim, normalize
-    self.bert = Bert(cfg, dtype=dtype, remat=remat, rngs=rngs)
+    self.bert = Bert(cfg, dtype=dtype, remat=remat, attention=attention, rngs=rngs)
     self.projection = (dense(cfg.hidden_size, projection_dim, ("embed", "proj"), cfg,
                              jnp.float32, rngs) if projection_dim else None)
 

@@ -183,7 +183,7 @@ def dpr_pair(path) -> tuple[Path, Path, dict | None] | None:
 
 def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int | None = None,
                     normalize: bool = False, dtype=None, remat: bool = False,
-                    prefix: str | None = None, seed: int = 0):
+                    attention: str = "auto", prefix: str | None = None, seed: int = 0):
   """An `Encoder` initialised from a Hugging Face BERT or DPR directory (or hub name).
 
   `prefix` picks one BERT when a file holds several (a DPR bi-encoder); by default there must be
@@ -207,7 +207,8 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
   if projection_dim is None:
     projection_dim = int(hf.get("projection_dim", 0) or 0)
   enc = Encoder(cfg, pooling=pooling, projection_dim=projection_dim, normalize=normalize,
-                dtype=dtype or jnp.float32, remat=remat, rngs=nnx.Rngs(seed))
+                dtype=dtype or jnp.float32, remat=remat, attention=attention,
+                rngs=nnx.Rngs(seed))
   load_bert_params(enc.bert, tensors, prefix, str(d))
   proj = prefix.removesuffix("bert_model.") + "encode_proj."
   if enc.projection is not None and proj + "weight" in tensors:
@@ -218,34 +219,3 @@ def load_hf_encoder(name_or_path, *, pooling: str = "cls", projection_dim: int |
     enc.projection.kernel.set_value(jnp.asarray(w))
     enc.projection.bias.set_value(jnp.asarray(b))
   return enc
-
-
-def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int = 0,
-                       normalize: bool = False, tied: bool = False, dtype=None,
-                       remat: bool = False, seed: int = 0, bert: dict | None = None):
-  """The dual encoder to train. `init`: a Hugging Face BERT/DPR directory or hub name, a DPR
-  pair directory (question_encoder/ + ctx_encoder/),
-  `minilm` (the packaged all-MiniLM-L6-v2), or `random` (a fresh BERT with `bert` overrides of
-  `BertConfig`, for tests and tiny runs). Separate encoders both start from `init`, as in DPR."""
-  import jax.numpy as jnp
-  from dpr_jax.data import resources
-  from dpr_jax.models.bert import DualEncoder, Encoder
-  dtype = dtype or jnp.float32
-  pair = dpr_pair(init) if init not in ("random", "minilm") else None
-  if pair is not None:
-    # DPR's question and context encoders initialise ours (tied: the question encoder).
-    # projection_dim 0 keeps the checkpoint's own projection (DPR's `projection_dim`), if any.
-    load = lambda d: load_hf_encoder(d, pooling=pooling, projection_dim=projection_dim or None,
-                                     normalize=normalize, dtype=dtype, remat=remat, seed=seed)
-    q = load(pair[0])
-    return DualEncoder(q, None if tied else load(pair[1]))
-  if init == "random":
-    make = lambda: Encoder(BertConfig(**(bert or {})), pooling=pooling,
-                           projection_dim=projection_dim, normalize=normalize, dtype=dtype,
-                           remat=remat, rngs=nnx.Rngs(seed))
-  else:
-    path = resources.minilm_path() if init == "minilm" else init
-    make = lambda: load_hf_encoder(path, pooling=pooling, projection_dim=projection_dim,
-                                   normalize=normalize, dtype=dtype, remat=remat, seed=seed)
-  q = make()
-  return DualEncoder(q, None if tied else make())

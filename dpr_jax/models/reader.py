@@ -22,8 +22,8 @@ NEG = -1e9
 
 class Reader(nnx.Module):
   def __init__(self, cfg: BertConfig, *, dtype=jnp.float32, remat: bool = False,
-               rngs: nnx.Rngs):
-    self.bert = Bert(cfg, dtype=dtype, remat=remat, rngs=rngs)
+               attention: str = "auto", rngs: nnx.Rngs):
+    self.bert = Bert(cfg, dtype=dtype, remat=remat, attention=attention, rngs=rngs)
     self.qa_outputs = dense(cfg.hidden_size, 2, ("embed", "proj"), cfg, jnp.float32, rngs)
     self.qa_classifier = dense(cfg.hidden_size, 1, ("embed", "proj"), cfg, jnp.float32, rngs)
 

@@ -29,7 +29,8 @@ from dpr_jax.data.textio import write_json
 def _question_encoder(model_path, which, pooling, normalize):
   """Loaded once per process (the interactive reader asks many times)."""
   from dpr_jax.training import sharding, steps
-  from dpr_jax.training.checkpoint import fingerprint, load_model
+  from dpr_jax.training.checkpoint import fingerprint
+  from dpr_jax.training.loading import load_model
   model, tok_path, desc = load_model(model_path, which=which, pooling=pooling, normalize=normalize)
   graphdef, state = nnx.split(model)
   mesh = sharding.make_mesh(devices=jax.local_devices())

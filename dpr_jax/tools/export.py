@@ -58,6 +58,7 @@ def write_encoder(enc, role: str, out_dir: Path, tokenizer_dir: Path | None) -> 
   (d / "config.json").write_text(json.dumps(config, indent=2))
   save_file(encoder_tensors(enc, role), str(d / "model.safetensors"), metadata={"format": "pt"})
   _copy_tokenizer(tokenizer_dir, d)
+  _world_readable(d)
   return d
 
 
@@ -78,7 +79,16 @@ def write_reader(reader, out_dir: Path, tokenizer_dir: Path | None) -> Path:
     t[f"span_predictor.{name}.bias"] = np.asarray(lin.bias.get_value(), np.float32)
   save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
   _copy_tokenizer(tokenizer_dir, d)
+  _world_readable(d)
   return d
+
+
+def _world_readable(d: Path) -> None:
+  """Mode 0644 for every file written (safetensors and copied files keep stricter modes): a
+  shared export is readable by everyone."""
+  for f in d.iterdir():
+    if f.is_file():
+      f.chmod(0o644)
 
 
 def _copy_tokenizer(tokenizer_dir, d: Path) -> None:
@@ -108,6 +118,7 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
           "normalize": model.question.normalize, "projection_dim": model.question.projection_dim,
           **dirs}
   (out_dir / "dpr_jax_export.json").write_text(json.dumps(info, indent=1))
+  _world_readable(out_dir)
   return info
 
 
@@ -127,7 +138,7 @@ def main(argv=None):
   ap.add_argument("--reader", help="also export this reader workdir (`dpr_jax.reader.train`) "
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
-  from dpr_jax.training.checkpoint import load_trained
+  from dpr_jax.training.loading import load_trained
   ck = Path(a.checkpoint)
   if not (ck.is_dir() or ck.name.isdigit() and ck.parent.name in ("checkpoints", "best")):
     raise FileNotFoundError(f"{a.checkpoint}: expected a training workdir or one of its step "

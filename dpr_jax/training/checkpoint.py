@@ -13,7 +13,6 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
-from flax import nnx
 
 BEST_METRIC = "eval/avg_rank"
 
@@ -75,105 +74,38 @@ def write_model_spec(workdir, spec: dict):
   Path(workdir, "model.json").write_text(json.dumps(spec, indent=1))
 
 
-def model_from_spec(spec: dict, dtype=None):
-  """An (untrained) DualEncoder (or Reader, `kind: reader`) with the architecture of `spec`."""
-  import jax.numpy as jnp
-  from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
-  if spec.get("kind") == "reader":
-    from dpr_jax.models.reader import Reader
-    return Reader(BertConfig(**spec["bert"]), dtype=dtype or jnp.float32, rngs=nnx.Rngs(0))
-  make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
-                         projection_dim=spec["projection_dim"],
-                         normalize=spec.get("normalize", False), dtype=dtype or jnp.float32,
-                         rngs=nnx.Rngs(0))
-  q = make()
-  return DualEncoder(q, None if spec["tied"] else make())
+def _subdirs(which: str, step: int | None) -> list[str]:
+  if which not in ("best", "latest"):
+    raise ValueError(f"which must be 'best' or 'latest', got {which!r}")
+  if which == "best":
+    return ["best", "checkpoints"] if step is None else ["best"]
+  return ["checkpoints"]
 
 
-def load_trained(workdir, which: str = "best", dtype=None, step: int | None = None):
-  """A trained DualEncoder from a training workdir: `best` (falls back to latest) or `latest`;
-  with `step`, that step of best/ (which=best) or checkpoints/ (latest). -> (model, spec, step)."""
+def restore_params(workdir, params_like, which: str = "best", step: int | None = None):
+  """The parameters of a training workdir's checkpoint, on one local device: `best` (falls back
+  to the latest) or `latest`; with `step`, that step of best/ (which=best) or checkpoints/
+  (latest). `params_like`: a pytree of arrays of the expected shapes. -> (params, step)."""
   workdir = Path(workdir).absolute()
-  f = workdir / "model.json"
-  if not f.is_file():
-    raise FileNotFoundError(f"{f} not found: {workdir} is not a dpr-jax training workdir")
-  from dpr_jax.data.textio import read_json
-  spec = read_json(f, "a model spec (model.json)")
-  if not isinstance(spec, dict) or "bert" not in spec:
-    raise ValueError(f"{f}: expected a model spec with a 'bert' config, found {str(spec)[:60]}")
-  if (spec.get("kind") != "reader" and "normalize" not in spec
-      and (workdir / "config.json").is_file()):
-    spec["normalize"] = json.loads((workdir / "config.json").read_text())["loss"]["similarity"] == "cosine"
-  model = model_from_spec(spec, dtype)
-  graphdef, state = nnx.split(model)
-  params = nnx.to_pure_dict(state)
-  wanted = step
-  for sub in (["best", "checkpoints"] if which == "best" and step is None
-              else ["best"] if which == "best" else ["checkpoints"]):
+  one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = {"params": jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), params_like)}
+  for sub in _subdirs(which, step):
     mngr = ocp.CheckpointManager(workdir / sub)
-    if wanted is not None and wanted not in mngr.all_steps():
+    try:
+      if step is not None and step not in mngr.all_steps():
+        raise FileNotFoundError(f"{workdir / sub}: no step {step}; it has "
+                                f"{list(mngr.all_steps())}")
+      got = step if step is not None else (
+          mngr.best_step() if sub == "best" else mngr.latest_step())
+      if got is not None:
+        out = mngr.restore(got, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+            partial_restore=True)))
+        return out["state"]["params"], got
+    finally:
       mngr.close()
-      raise FileNotFoundError(f"{workdir / sub}: no step {wanted}; it has {list(mngr.all_steps())}")
-    step = wanted if wanted is not None else (
-        mngr.best_step() if sub == "best" else mngr.latest_step())
-    if step is not None:
-      one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-      abstract = {"params": jax.tree.map(
-          lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one), params)}
-      out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-          abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
-          partial_restore=True)))
-      mngr.close()
-      return nnx.merge(graphdef, out["state"]["params"]), spec, step
-    mngr.close()
   raise FileNotFoundError(f"{workdir}: no checkpoint in best/ or checkpoints/")
-
-
-def load_model(path, *, which: str = "best", pooling: str = "cls", normalize: bool | None = None,
-               dtype=None):
-  """Any model PATH the tools accept -> (DualEncoder, tokenizer path, description dict).
-
-  PATH: a training workdir (`which` = best or latest checkpoint), an exported DPR pair
-  (`question_encoder/` + `ctx_encoder/`, see `dpr_jax.tools.export`), or a Hugging Face BERT / DPR
-  directory or hub name (tied: the same BERT encodes questions and passages; `pooling` and
-  `normalize` apply), or a sentence-transformers folder or question/ + passage/ pair of them
-  (`dpr_jax.models.st_folder`: their own pooling and Dense; `normalize=None` follows their
-  Normalize module).
-  """
-  from dpr_jax.data import resources
-  from dpr_jax.models.hf import dpr_pair, load_hf_encoder, resolve_model_dir
-  from dpr_jax.models.bert import DualEncoder
-  p = Path(path)
-  pair = dpr_pair(p)
-  if pair is not None:
-    # An exported pair (ours or converted from DPR): how it was trained, when we exported it.
-    info = pair[2] or {}
-    pooling, normalize = info.get("pooling", pooling), info.get("normalize", bool(normalize))
-    load = lambda d: load_hf_encoder(d, pooling=pooling, normalize=normalize, dtype=dtype)
-    q = load(pair[0])
-    model = DualEncoder(q, None if info.get("tied") else load(pair[1]))
-    return model, str(pair[0]), {"model": str(p.absolute()), "pooling": pooling,
-                                 "normalize": normalize}
-  if (p / "model.json").is_file():
-    from dpr_jax.data.textio import read_json
-    spec = read_json(p / "model.json", "a model spec (model.json)")
-    if isinstance(spec, dict) and spec.get("kind") == "reader":
-      raise ValueError(f"{p} is a reader workdir; a retriever (dual encoder) is expected here")
-    model, spec, step = load_trained(p, which, dtype)
-    return model, spec["tokenizer"], {"model": str(p.absolute()), "checkpoint_step": step,
-                                      "pooling": spec["pooling"],
-                                      "normalize": spec.get("normalize", False)}
-  if str(path) == "minilm":
-    p = resources.minilm_path()
-  d = resolve_model_dir(p)
-  from dpr_jax.models.st_folder import load_st_model
-  st = load_st_model(d, normalize=normalize, dtype=dtype)  # pooling, Dense, Normalize: the folder's
-  if st is not None:
-    return st
-  normalize = bool(normalize)
-  enc = load_hf_encoder(d, pooling=pooling, normalize=normalize, dtype=dtype)
-  return DualEncoder(enc), str(d), {"model": str(d.absolute()), "pooling": pooling,
-                                    "normalize": normalize}
 
 
 def fingerprint(params, *settings) -> str:

@@ -1,29 +1,25 @@
-"""The training loop: config in, checkpoints and metrics.jsonl out. Resumes from the workdir."""
+"""The retriever's training: config in, checkpoints and metrics.jsonl out. Resumes from the
+workdir. Set-up, the loop and its guarantees are `dpr_jax.training.harness`'s."""
 from __future__ import annotations
 
-import json
 import logging
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from tqdm import tqdm
 
-from dpr_jax.training import checkpoint, events, sharding, steps
-from dpr_jax.data import examples as data, resources
-from dpr_jax.models.hf import build_dual_encoder
+from dpr_jax.training import checkpoint, harness, sharding, steps
+from dpr_jax.data import examples as data
+from dpr_jax.training.harness import NonFiniteLoss  # noqa: F401  (raised by train)
 from dpr_jax.training.inference import embed
+from dpr_jax.training.loading import build_dual_encoder, tokenizer_path
 from dpr_jax.training.loss import positive_ranks, scores
 from dpr_jax.models.tokenization import Tokenizer
 
 log = logging.getLogger("dpr_jax")
-
-
-class NonFiniteLoss(FloatingPointError):
-  pass
+# What defines a retriever run: a re-run on a workdir that recorded other values is refused.
+IDENTITY = ("model", "data", "loss")
 
 
 def _prepare_if_needed(dc, workdir: Path) -> tuple[list[str], str]:
@@ -44,26 +40,6 @@ def _prepare_if_needed(dc, workdir: Path) -> tuple[list[str], str]:
     raise ValueError("no training data: set --config.data.train_files=FILE[,FILE...] "
                      "(or the environment variable the config documents)")
   return train_files, dev_file
-
-
-class Metrics:
-  """metrics.jsonl (process 0). On resume, lines beyond the restored step are dropped."""
-
-  def __init__(self, workdir: Path, resume_step: int):
-    self.path = workdir / "metrics.jsonl"
-    self.on = jax.process_index() == 0
-    if self.on and self.path.exists():
-      keep = [l for l in self.path.read_text().splitlines()
-              if l.strip() and json.loads(l)["step"] <= resume_step]
-      self.path.write_text("".join(l + "\n" for l in keep))
-    self.events = events.open_writer(workdir, resume_step) if self.on else None  # TensorBoard
-
-  def write(self, step: int, values: dict):
-    if self.on:
-      with open(self.path, "a") as f:
-        f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
-      if self.events:
-        self.events.write(step, values)
 
 
 def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, temperature):
@@ -95,21 +71,12 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
   return out
 
 
-def train(config, workdir) -> dict:
-  """Trains (or resumes) a dual encoder as `config` says. Returns the last metrics."""
-  workdir = Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
-  mc, dc, tc, oc, lc, ec = (config.model, config.data, config.train, config.optim,
-                            config.loss, config.eval)
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
-  mesh = sharding.make_mesh(fsdp=tc.fsdp)
-  if tc.global_batch % sharding.batch_size_multiple(mesh):
-    raise ValueError(f"global batch {tc.global_batch} must be a multiple of the device count "
-                     f"{sharding.batch_size_multiple(mesh)}")
-
+def _load_data(config, workdir: Path):
+  """-> (TrainBatches, dev TrainBatches or None, validation set or None)."""
+  dc, tc, ec = config.data, config.train, config.eval
   train_files, dev_file = _prepare_if_needed(dc, workdir)
-  weights = [float(w) for w in dc.train_weights.split(",")] if dc.train_weights else [1.0] * len(train_files)
+  weights = ([float(w) for w in dc.train_weights.split(",")] if dc.train_weights
+             else [1.0] * len(train_files))
   datasets = [data.load_dataset(f, dc.keep_negatives, dc.max_train_examples or None)
               for f in train_files]
   for d in datasets:
@@ -124,91 +91,61 @@ def train(config, workdir) -> dict:
       dev_batches = data.TrainBatches([dev], [1.0], tc.global_batch, dc.num_hard_negatives,
                                       tc.seed)
     val_set = data.validation_set(dev.examples)
-  total = tc.max_steps or tc.epochs * batches.steps_per_epoch
+  return batches, dev_batches, val_set
 
-  dtype = jnp.bfloat16 if mc.dtype == "bfloat16" else jnp.float32
+
+def _model(config):
+  mc, lc = config.model, config.loss
   # Cosine-trained models emit unit vectors, so that every index's inner product is the
   # similarity they were trained with.
-  model = build_dual_encoder(mc.init, pooling=mc.pooling, projection_dim=mc.projection_dim,
-                             normalize=lc.similarity == "cosine", tied=mc.tied, dtype=dtype, remat=mc.remat, seed=tc.seed,
-                             bert=dict(mc.bert))
-  tok_path = mc.tokenizer or (str(resources.minilm_path()) if mc.init in ("minilm", "random")
-                              else mc.init)
-  tok = Tokenizer(tok_path, dc.question_max_length, dc.passage_max_length)
-  if jax.process_index() == 0:
-    checkpoint.write_model_spec(workdir, checkpoint.model_spec(model, pooling=mc.pooling,
-                                                               tokenizer=tok.path))
-  graphdef, state_ = nnx.split(model)
-  shard = sharding.param_shardings(state_, mesh)
-  params = jax.device_put(nnx.to_pure_dict(state_), nnx.to_pure_dict(shard))
-  del model, state_
+  return build_dual_encoder(mc.init, pooling=mc.pooling, projection_dim=mc.projection_dim,
+                            normalize=lc.similarity == "cosine", tied=mc.tied, dtype=mc.dtype,
+                            remat=mc.remat, attention=mc.attention, seed=config.train.seed,
+                            bert=dict(mc.bert))
 
-  schedule = steps.make_schedule(oc.lr, oc.warmup_steps, total)
-  tx = steps.make_optimizer(schedule, weight_decay=oc.weight_decay, clip_norm=oc.clip_norm,
-                            b1=oc.b1, b2=oc.b2, eps=oc.eps)
-  state, state_shard = steps.place_state(params, tx, tc.seed, mesh, nnx.to_pure_dict(shard))
+
+def train(config, workdir) -> dict:
+  """Trains (or resumes) a dual encoder as `config` says. Returns the last metrics."""
+  workdir = Path(workdir).absolute()
+  harness.check_workdir(config, workdir, IDENTITY)
+  mc, dc, tc, lc, ec = config.model, config.data, config.train, config.loss, config.eval
+  mesh = sharding.make_mesh(fsdp=tc.fsdp)
+  if tc.global_batch % sharding.batch_size_multiple(mesh):
+    raise ValueError(f"global batch {tc.global_batch} must be a multiple of the device count "
+                     f"{sharding.batch_size_multiple(mesh)}")
+  workdir.mkdir(parents=True, exist_ok=True)
+  batches, dev_batches, val_set = _load_data(config, workdir)
+  total = tc.max_steps or tc.epochs * batches.steps_per_epoch
+  model = _model(config)
+  tok = Tokenizer(tokenizer_path(mc.init, mc.tokenizer), dc.question_max_length,
+                  dc.passage_max_length)
+  spec = checkpoint.model_spec(model, pooling=mc.pooling, tokenizer=tok.path)
   kw = dict(similarity=lc.similarity, temperature=lc.temperature)
-  train_step = steps.make_train_step(graphdef, tx, schedule, mesh,
-                                     grad_cache_chunk=tc.grad_cache_chunk,
-                                     state_shardings=state_shard, **kw)
-  fns = {"eval_loss": steps.make_eval_loss(graphdef, mesh, **kw),
-         "encode_q": steps.make_encode(graphdef, "question"),
-         "encode_p": steps.make_encode(graphdef, "passage")}
+  make_step = lambda g, tx, sched, shard: steps.make_train_step(
+      g, tx, sched, mesh, grad_cache_chunk=tc.grad_cache_chunk, state_shardings=shard, **kw)
+  s = harness.setup(model, make_step, mesh=mesh, workdir=workdir, train_cfg=tc,
+                    optim_cfg=config.optim, total_steps=total)
+  del model
+  if s.start:
+    log.info("resumed from step %d (epoch %d, batch %d)", s.start, *batches.position(s.start))
+  harness.write_records(workdir, config, spec)
+  fns = {"eval_loss": steps.make_eval_loss(s.graphdef, mesh, **kw),
+         "encode_q": steps.make_encode(s.graphdef, "question"),
+         "encode_p": steps.make_encode(s.graphdef, "passage")}
+  do_eval = ((lambda params: evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, **kw))
+             if dev_batches or val_set else None)
 
-  ckpt = checkpoint.Checkpointer(workdir, keep=tc.keep_checkpoints)
-  start = ckpt.latest_step() or 0
-  if start:
-    state, meta = ckpt.restore(start, state)
-    log.info("resumed from step %d (epoch %d, batch %d)", start, *batches.position(start))
-  metrics = Metrics(workdir, start)
-  do_eval = lambda: evaluate(state["params"], fns, dev_batches, val_set, tok, dc, ec, mesh, **kw)
-  if start == 0 and ec.at_start and (dev_batches or val_set):
-    metrics.write(0, do_eval())
+  def batch(step):
+    qs, ps = batches.batch(step, jax.process_index(), jax.process_count())
+    return data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length)
 
   def meta(step):
     epoch, i = batches.position(step)
     return {"step": step, "epoch": epoch, "batch_in_epoch": i, "seed": tc.seed,
             "steps_per_epoch": batches.steps_per_epoch}
 
-  pending, last, t0, last_good = [], {}, time.time(), start
-  bar = tqdm(total=total, initial=start, desc="train", unit="step",
-             disable=jax.process_index() != 0, mininterval=1)
-  for step in range(start, total):
-    qs, ps = batches.batch(step, jax.process_index(), jax.process_count())
-    b = sharding.host_to_global(
-        data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length), mesh)
-    state, m = train_step(state, b)
-    pending.append((step + 1, m))
-    done = step + 1
-    end_of_epoch = done % batches.steps_per_epoch == 0
-    evaluating = (ec.every and done % ec.every == 0) or end_of_epoch or done == total
-    saving = (tc.save_every and done % tc.save_every == 0) or end_of_epoch or done == total
-    if done % tc.log_every == 0 or evaluating or saving:
-      fetched = jax.device_get(pending)
-      elapsed, t0 = time.time() - t0, time.time()
-      for s, mm in fetched:
-        if not np.isfinite(mm["train/loss"]):
-          ckpt.wait()
-          raise NonFiniteLoss(f"non-finite training loss {mm['train/loss']} at step {s}; "
-                              f"stopped. The last good checkpoint (step {last_good}) is kept in "
-                              f"{workdir / 'checkpoints'}")
-      for s, mm in fetched:
-        metrics.write(s, {**mm, "train/examples_per_s":
-                          len(fetched) * tc.global_batch / max(elapsed, 1e-9)})
-      last = dict(fetched[-1][1])
-      bar.set_postfix(loss=f"{last['train/loss']:.3f}",
-                      ex_s=f"{len(fetched) * tc.global_batch / max(elapsed, 1e-9):.1f}")
-      pending = []
-      ev = do_eval() if evaluating and (dev_batches or val_set) else None
-      if ev:
-        metrics.write(done, ev)
-        last.update(ev)
-        t0 = time.time()
-      if saving or ev:
-        ckpt.save(done, state, meta(done), ev)
-        last_good = done
-    bar.update(1)
-  bar.close()
-  ckpt.wait()
-  ckpt.close()
-  return last
+  schedule = harness.Schedule(total, log_every=tc.log_every, eval_every=ec.every,
+                              save_every=tc.save_every, steps_per_epoch=batches.steps_per_epoch,
+                              eval_at_start=ec.at_start)
+  return harness.run(s, batch=batch, evaluate=do_eval, meta=meta, schedule=schedule, mesh=mesh,
+                     workdir=workdir, throughput=("train/examples_per_s", tc.global_batch))
