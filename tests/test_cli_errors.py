@@ -173,7 +173,7 @@ CASES = {
                                  "optim.lrr"),
     "config_override_bad_type": ("train", lambda F: train(F, "--config.train.log_every=x"),
                                  "train.log_every"),
-    "config_dtype": ("train", lambda F: train(F, "--config.model.dtype=bf16"), "model.dtype"),
+    "config_dtype": ("train", lambda F: train(F, "--config.model.dtype=float16"), "model.dtype"),
     "config_pooling": ("train", lambda F: train(F, "--config.model.pooling=max"),
                        "model.pooling"),
     "config_similarity": ("train", lambda F: train(F, "--config.loss.similarity=l2"),

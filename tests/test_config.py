@@ -32,7 +32,7 @@ def test_overrides_take_the_fields_type():
     c.optim.lrr = 1.0
 
 
-@pytest.mark.parametrize("field,value", [("model.dtype", "bf16"), ("model.pooling", "max"),
+@pytest.mark.parametrize("field,value", [("model.dtype", "float16"), ("model.pooling", "max"),
                                          ("loss.similarity", "l2"), ("train.log_every", "0"),
                                          ("train.global_batch", "-8"),
                                          ("eval.every", "-1")])

@@ -27,14 +27,13 @@ def test_resolver_takes_the_packaged_config_first(tmp_path, monkeypatch):
   monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "shipped_configs_fixture")
   monkeypatch.setattr(config_lib, "REPO_CONFIGS", checkout)
   monkeypatch.chdir(tmp_path)
-  assert config_lib.resolve_config_arg(["--config", "nq.py:dir=/d"]) == [
-      f"--config={pkg / 'nq.py'}:dir=/d"]
-  assert config_lib.resolve_config_arg(["--config=configs/nq"]) == [f"--config={pkg / 'nq.py'}"]
+  assert config_lib.resolve_path("nq.py:dir=/d") == (pkg / "nq.py", "dir=/d")
+  assert config_lib.resolve_path("configs/nq") == (pkg / "nq.py", None)
   # Not in the package: the checkout's configs/.
   assert config_lib.find_config("tiny.py") == checkout / "tiny.py"
   assert config_lib.find_config("nope.py") is None
   absolute = str(checkout / "nq.py")
-  assert config_lib.resolve_config_arg(["--config", absolute]) == [f"--config={absolute}"]
+  assert config_lib.resolve_path(absolute) == (Path(absolute), None)
   # No such package: the checkout's configs/ alone.
   monkeypatch.setattr(config_lib, "PACKAGED_CONFIGS", "no_such_package_fixture")
   assert config_lib.find_config("nq.py") == checkout / "nq.py"
@@ -72,7 +71,7 @@ def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
   shutil.rmtree(src)
   code = ("import sys, importlib.util; from dpr_jax import config_lib\n"
           "for n in sys.argv[1:]:\n"
-          "  a = config_lib.resolve_config_arg(['--config', n])[0].split('=', 1)[1]\n"
+          "  a = str(config_lib.resolve_path(n)[0])\n"
           "  spec = importlib.util.spec_from_file_location('c', a)\n"
           "  m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
           "  print(a, type(m.get_config()).__name__)\n")
