@@ -86,6 +86,17 @@ def create_app(searcher, answerer=None, *, default_k: int = 10, max_k: int = 100
   def error(e):
     return jsonify({"error": e.description, "status": e.code}), e.code
 
+  @app.errorhandler(Exception)
+  def failure(e):
+    app.logger.exception("request failed")
+    return jsonify({"error": f"internal error: {type(e).__name__}: {e}", "status": 500}), 500
+
+  _add_api(app, searcher, answerer, default_k, max_k, max_batch)
+  _add_page(app, searcher, answerer, default_k, max_k)
+  return app
+
+
+def _add_api(app, searcher, answerer, default_k, max_k, max_batch):
   def need_reader():
     if answerer is None:
       raise NotFound("this server has no reader: start it with --reader to answer questions")
@@ -122,6 +133,8 @@ def create_app(searcher, answerer=None, *, default_k: int = 10, max_k: int = 100
     return jsonify({"k": k, "results": [{"question": q, "answer": a, "hits": _hits(h)}
                                         for q, a, h in zip(qs, answerer.answer(qs, hits), hits)]})
 
+
+def _add_page(app, searcher, answerer, default_k, max_k):
   @app.get("/")
   def page():
     q = request.args.get("q", "").strip()
@@ -138,8 +151,6 @@ def create_app(searcher, answerer=None, *, default_k: int = 10, max_k: int = 100
       if answerer is not None:
         view["answer"] = answerer.answer([q], [view["hits"]])[0]
     return render_template_string(PAGE, **view)
-
-  return app
 
 
 def make_server(app, host: str = "127.0.0.1", port: int = 8000):
