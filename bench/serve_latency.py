@@ -45,8 +45,9 @@ def minilm_reader(searcher, questions, workdir):
   """A MiniLM reader after one training step on the searcher's top passages."""
   from configs import reader_squad
   from dpr_jax.reader import train as reader_train
-  results = [{"question": q, "answers": [h.text.split()[0]],
-              "ctxs": [{"id": h.pid, "title": h.title, "text": h.text} for h in hits]}
+  results = [{"question": q, "answers": [hits[0].text.split()[0]],
+              "ctxs": [{"id": h.pid, "title": h.title, "text": h.text, "has_answer": j == 0}
+                       for j, h in enumerate(hits)]}
              for q, hits in zip(questions, searcher.search(questions, 4))]
   (workdir / "train.json").write_text(json.dumps(results))
   c = reader_squad.get_config()
