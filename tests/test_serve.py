@@ -221,3 +221,17 @@ def test_answerer_reads_every_question(files, reader_dir):
   out = ans.answer(qs, s.search(qs, 4))
   assert len(out) == 9 and all(0 <= a["passage_rank"] < 4 for a in out)
   assert ans.answer([], []) == []
+
+
+def test_a_failing_search_is_a_json_500():
+  class Broken:
+    retriever = "dense"
+
+    def __len__(self):
+      return 1
+
+    def search(self, questions, k):
+      raise RuntimeError("index unreadable")
+
+  r = serve.create_app(Broken()).test_client().get("/search?q=who")
+  assert r.status_code == 500 and "index unreadable" in r.get_json()["error"]
