@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.download`: runs `dpr_jax.data.download`."""
-import runpy
+"""`python -m dpr_jax.download`: runs `dpr_jax.data.download` (`dpr_jax.cli.download`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.data.download", run_name="__main__", alter_sys=True)
+  sys.exit(cli.download())

@@ -1,5 +1,7 @@
-"""`python -m dpr_jax.plot`: runs `dpr_jax.tools.plot`."""
-import runpy
+"""`python -m dpr_jax.plot`: runs `dpr_jax.tools.plot` (`dpr_jax.cli.plot`)."""
+import sys
+
+from dpr_jax import cli
 
 if __name__ == "__main__":
-  runpy.run_module("dpr_jax.tools.plot", run_name="__main__", alter_sys=True)
+  sys.exit(cli.plot())

@@ -7,6 +7,7 @@ import urllib.request
 import pytest
 
 from dpr_jax.data import download
+from dpr_jax import cli
 from dpr_jax.data.download import DownloadError, Resource
 
 BODY = bytes(range(256)) * 40           # 10,240 bytes, every byte value
@@ -127,22 +128,26 @@ def test_a_part_larger_than_the_file_is_reported(server, tmp_path):
     download.fetch(_res(f"{base}/f/body.bin"), tmp_path, progress=False)
 
 
+def _cli(argv, catalog=None):
+  """The command as users run it: one `error:` line and status 2 on failure."""
+  return cli.run(lambda a: download.main(a, catalog=catalog), argv)
+
+
 def test_404_is_one_line_on_stderr_and_writes_nothing(server, tmp_path, capsys):
   base, _ = server
   catalog = {"gone": Resource("gone", f"{base}/files/gone.json.gz", "missing")}
-  rc = download.main(["gone", "--out", str(tmp_path / "out")], catalog=catalog)
+  rc = _cli(["gone", "--out", str(tmp_path / "out")], catalog)
   err = capsys.readouterr().err.strip().splitlines()
-  assert rc == 1 and err == [f"python -m dpr_jax.download: {base}/files/gone.json.gz: "
-                             "HTTP 404 Not Found"]
+  assert rc == 2 and err == [f"error: {base}/files/gone.json.gz: HTTP 404 Not Found"]
   assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_short_file_fails_and_is_not_renamed(server, tmp_path, capsys):
   base, h = server
   catalog = {"cut": Resource("cut", f"{base}/cut/body.bin", "cut short")}
-  rc = download.main(["cut", "--out", str(tmp_path), "--retries", "1"], catalog=catalog)
+  rc = _cli(["cut", "--out", str(tmp_path), "--retries", "1"], catalog)
   err = capsys.readouterr().err.strip().splitlines()   # progress bars, then the error
-  assert rc == 1 and [l for l in err if l.startswith("python -m")] == err[-1:]
+  assert rc == 2 and [l for l in err if l.startswith("error:")] == err[-1:]
   assert "short download, the connection ended at 2000 of 10240 bytes (2 tries)" in err[-1]
   assert not (tmp_path / "body.bin").exists()
   assert (tmp_path / "body.bin.part").read_bytes() == BODY[:2000]
@@ -163,7 +168,7 @@ def test_md5_mismatch_removes_the_download(server, tmp_path):
 def test_cli_downloads_into_out(server, tmp_path, capsys):
   base, _ = server
   catalog = {"nq-test.qa": Resource("nq-test.qa", f"{base}/d/nq-test.qa.csv", "NQ test")}
-  assert download.main(["nq-test.qa", "--out", str(tmp_path)], catalog=catalog) == 0
+  assert _cli(["nq-test.qa", "--out", str(tmp_path)], catalog) == 0
   assert (tmp_path / "nq-test.qa.csv").read_bytes() == SMALL
   assert capsys.readouterr().out.strip() == str(tmp_path / "nq-test.qa.csv")
 
@@ -172,7 +177,7 @@ def test_list_works_offline(monkeypatch, capsys):
   def offline(*a, **k):
     raise AssertionError("no network for --list")
   monkeypatch.setattr(urllib.request, "urlopen", offline)
-  assert download.main(["--list"]) == 0
+  assert _cli(["--list"]) == 0
   out = capsys.readouterr().out
   for name, file in [("nq-train", "biencoder-nq-train.json.gz"), ("nq-test.qa", "nq-test.qa.csv"),
                      ("trivia-dev", "biencoder-trivia-dev.json.gz"),
@@ -185,7 +190,7 @@ def test_list_works_offline(monkeypatch, capsys):
 def test_groups_expand_and_unknown_names_fail(capsys):
   assert [r.filename for r in download.expand(["nq", "nq-train"])] == [
       "biencoder-nq-train.json.gz", "biencoder-nq-dev.json.gz", "nq-dev.qa.csv", "nq-test.qa.csv"]
-  assert download.main(["nq-trian"]) == 2
+  assert _cli(["nq-trian"]) == 2
   assert "unknown resource 'nq-trian'" in capsys.readouterr().err
   for r in download.CATALOG.values():
     assert r.url.startswith("https://dl.fbaipublicfiles.com/dpr/")

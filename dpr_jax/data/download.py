@@ -14,7 +14,6 @@ already present is not fetched again. URLs are those of DPR's `dpr/data/download
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import http.client
@@ -90,7 +89,7 @@ GROUPS = {
 }
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
   """A failed, short or corrupt download; the message names the URL."""
 
 
@@ -100,7 +99,8 @@ def expand(names, catalog=None) -> list[Resource]:
   out = []
   for n in names:
     if n not in catalog and n not in GROUPS:
-      raise KeyError(f"unknown resource {n!r}; `--list` shows them")
+      raise ValueError(f"expected a resource or group name (see --list), found unknown "
+                       f"resource {n!r}")
     for m in GROUPS.get(n, [n]):
       if catalog[m] not in out:
         out.append(catalog[m])
@@ -223,13 +223,13 @@ def fetch(res: Resource, out_dir, *, retries: int = 3, timeout: float = 60.0,
 
 
 def main(argv=None, catalog=None) -> int:
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.download", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.download", __doc__)
   ap.add_argument("resources", nargs="*", help="resource or group names (see --list)")
   ap.add_argument("--out", type=Path, default=None,
                   help=f"folder for the files (default {resources.LOCAL_DPR}/ under the cwd)")
   ap.add_argument("--list", action="store_true", help="print the resources and exit")
-  ap.add_argument("--retries", type=int, default=3, help="resumes after a dropped connection")
+  ap.add_argument("--retries", type=cli.non_negative_int, default=3, help="resumes after a dropped connection")
   ap.add_argument("--timeout", type=float, default=60.0, help="seconds without data")
   a = ap.parse_args(argv)
   if a.list:
@@ -237,20 +237,13 @@ def main(argv=None, catalog=None) -> int:
     return 0
   if not a.resources:
     ap.error("name a resource or a group (see --list)")
-  try:
-    items = expand(a.resources, catalog)
-  except KeyError as e:
-    print(f"{ap.prog}: {e.args[0]}", file=sys.stderr)
-    return 2
+  items = expand(a.resources, catalog)
   out = a.out or resources.dpr_download_dir()
   for r in items:
-    try:
-      print(fetch(r, out, retries=a.retries, timeout=a.timeout))
-    except DownloadError as e:
-      print(f"{ap.prog}: {e}", file=sys.stderr)
-      return 1
+    print(fetch(r, out, retries=a.retries, timeout=a.timeout))
   return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from dpr_jax import cli
+  sys.exit(cli.download())

@@ -23,6 +23,7 @@ from flax import nnx
 from dpr_jax import cli
 from dpr_jax.data import answers as answer_lib
 from dpr_jax.data.textio import write_json
+from dpr_jax.retrieval.searcher import fuse
 
 
 @functools.lru_cache(maxsize=2)
@@ -64,20 +65,6 @@ def dense_index(emb_dir, kind: str, index_dir=None):
   idx = index_lib.build(parts, kind, parts.dim, parts.identity)
   idx.save(d)
   return idx
-
-
-def fuse(dense: tuple, bm25: tuple, lam: float, k: int, dense_exact, bm25_exact):
-  """DPR's hybrid: the union of both candidate lists, rescored as BM25 + lam * dense with each
-  score computed exactly for every candidate. dense/bm25: (scores [Q, k'], rows [Q, k']);
-  *_exact(qi, rows) -> scores of those corpus rows for question qi."""
-  out_s, out_r = [], []
-  for qi in range(len(dense[1])):
-    rows = np.unique(np.concatenate([dense[1][qi], bm25[1][qi]]))
-    rows = rows[rows >= 0]
-    s = bm25_exact(qi, rows) + lam * dense_exact(qi, rows)
-    top = np.argsort(-s, kind="stable")[:k]
-    out_s.append(s[top]), out_r.append(rows[top])
-  return np.stack(out_s), np.stack(out_r)
 
 
 def results_json(questions, corpus, rows, scores, match="string", with_text=True) -> list[dict]:

@@ -11,7 +11,6 @@ figure uses too.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -144,19 +143,16 @@ def plot_runs(paths, out, title: str | None = None):
 
 
 def main(argv=None):
-  ap = argparse.ArgumentParser(prog="python -m dpr_jax.plot", description=__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  from dpr_jax import cli
+  ap = cli.Parser("python -m dpr_jax.plot", __doc__)
   ap.add_argument("runs", nargs="+", help="training workdirs (each holding metrics.jsonl)")
   ap.add_argument("--out", required=True, help="PNG file to write")
   ap.add_argument("--title", help="figure title")
   a = ap.parse_args(argv)
-  try:
-    _, metrics = plot_runs(a.runs, a.out, a.title)
-  except PlotError as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  _, metrics = plot_runs(a.runs, a.out, a.title)
   print(json.dumps({"out": str(a.out), "runs": run_names(a.runs), "panels": metrics}))
 
 
 if __name__ == "__main__":
-  main()
+  from dpr_jax import cli
+  sys.exit(cli.plot())
