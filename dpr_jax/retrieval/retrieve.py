@@ -1,7 +1,7 @@
 """Retrieve passages for questions: dense (FAISS), BM25, or DPR's hybrid.
 
   python -m dpr_jax.retrieve --model PATH --embeddings DIR --passages FILE \\
-      --questions FILE --out results.json --k 100 [--index flat|hnsw|ivfpq] \\
+      --questions FILE --out results.json --k 100 [--index flat|hnsw|ivfpq|mesh] \\
       [--retriever dense|bm25|hybrid] [--hybrid_lambda 1.1]
 
 Output: DPR's results JSON, `[{question, answers, ctxs: [{id, title, text, score, has_answer}]}]`
@@ -56,6 +56,12 @@ def dense_index(emb_dir, kind: str, index_dir=None):
   """Loads `<emb_dir>/index-<kind>` (checking its identity) or builds and saves it."""
   from dpr_jax.retrieval import index as index_lib
   from dpr_jax.retrieval.encoding import EmbeddingParts
+  if kind == "mesh":  # exact search with the embeddings sharded over all devices
+    from dpr_jax.retrieval import mesh_index
+    try:
+      return mesh_index.load(emb_dir)
+    except mesh_index.CorpusTooLarge as e:
+      raise SystemExit(str(e)) from e
   parts = EmbeddingParts(emb_dir)
   d = Path(index_dir or Path(emb_dir) / f"index-{kind}")
   if (d / "index.json").is_file():
@@ -172,7 +178,7 @@ def add_retrieval_args(ap, questions_required: bool = True):
   ap.add_argument("--questions", required=questions_required,
                   help=".qa.csv or JSON-lines questions")
   ap.add_argument("--k", type=int, default=100)
-  ap.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat")
+  ap.add_argument("--index", choices=["flat", "hnsw", "ivfpq", "mesh"], default="flat")
   ap.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense")
   ap.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")
   ap.add_argument("--hybrid_depth", type=int, default=1000, help="candidates from each retriever")
