@@ -215,7 +215,7 @@ def _read_rows(spans, start: int, stop: int, dim: int, dtype) -> np.ndarray:
 
 
 def load(emb_dir, *, mesh=None, dtype: str | None = None, chunk: int = 16384,
-         query_batch: int = 256, device_bytes: int | None = None, log=sys.stderr,
+         query_batch: int = 256, device_bytes: int | None = None, log: bool = True,
          **kw) -> MeshIndex:
   """`encode.py`'s output in `emb_dir` as a mesh index. dtype: storage (default: the parts'
   dtype, so scores equal FAISS flat's over the same parts); device_bytes: memory per device to
@@ -230,8 +230,8 @@ def load(emb_dir, *, mesh=None, dtype: str | None = None, chunk: int = 16384,
   if not ids:
     raise BadEmbeddings(f"{emb_dir}: the embedding parts hold no rows")
   line = check_memory(len(ids), parts.dim, dtype, mesh, chunk, query_batch, device_bytes)
-  if log is not None:
-    print(line, file=log, flush=True)
+  if log:
+    print(line, file=sys.stderr, flush=True)
   per_dev, c = layout(len(ids), mesh.devices.size, chunk)
   shape = (per_dev * mesh.devices.size, parts.dim)
   emb = jax.make_array_from_callback(
