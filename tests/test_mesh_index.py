@@ -166,3 +166,58 @@ def test_two_processes_of_4_devices(tmp_path):
   assert list(outs[0]["read"]) == ["part-000-00000.npy", "part-000-00001.npy",
                                    "part-001-00000.npy", "part-001-00001.npy"]
   assert "part-000-00000.npy" not in list(outs[1]["read"])
+
+
+@pytest.fixture(scope="module")
+def squad_slice(squad_dir, tmp_path_factory):
+  """The first 300 SQuAD paragraphs plus the gold paragraphs of 40 questions, encoded by
+  encode.py with the packaged MiniLM (fp16 parts of 128 rows)."""
+  import gzip
+  from dpr_jax.data.corpus import read_corpus
+  d = tmp_path_factory.mktemp("squad_slice")
+  corpus = read_corpus(squad_dir / "paragraphs.tsv.gz")
+  qs = [json.loads(l) for l in gzip.open(squad_dir / "train.qas.jsonl.gz", "rt")][:4000:100]
+  keep = sorted({p for q in qs for p in q["positive_pids"]} | set(corpus.ids[:300]), key=int)
+  row = {p: i for i, p in enumerate(corpus.ids)}
+  with open(d / "psgs.tsv", "w") as f:
+    f.write("id\ttext\ttitle\n")
+    f.writelines(f"{p}\t{corpus.texts[row[p]]}\t{corpus.titles[row[p]]}\n" for p in keep)
+  with open(d / "qs.jsonl", "w") as f:
+    f.writelines(json.dumps(q) + "\n" for q in qs)
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("encode_cli", REPO / "encode.py")
+  encode_cli = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(encode_cli)
+  encode_cli.main(["--model", "minilm", "--pooling", "mean", "--passages", str(d / "psgs.tsv"),
+                   "--out", str(d / "emb"), "--max_length", "96", "--chunk_size", "128"])
+  return d
+
+
+def test_retrieve_index_mesh_gives_the_flat_ids(squad_slice, tmp_path):
+  from dpr_jax.retrieval import retrieve
+  d = squad_slice
+  out = {}
+  for kind in ("flat", "mesh"):
+    retrieve.main(["--model", "minilm", "--pooling", "mean", "--embeddings", str(d / "emb"),
+                   "--passages", str(d / "psgs.tsv"), "--questions", str(d / "qs.jsonl"),
+                   "--k", "100", "--index", kind, "--no_text", "--out", str(tmp_path / kind)])
+    out[kind] = json.loads((tmp_path / kind).read_text())
+  assert len(out["mesh"]) == 40
+  for f, m in zip(out["flat"], out["mesh"]):
+    assert [c["id"] for c in m["ctxs"]] == [c["id"] for c in f["ctxs"]]
+    np.testing.assert_allclose([c["score"] for c in m["ctxs"]], [c["score"] for c in f["ctxs"]],
+                               rtol=0, atol=1e-6)  # fp32 sums in another order
+
+
+def test_approx_max_k_recall_at_100(squad_slice):
+  """approx_max_k (recall target 0.95) against exact top-100 on real MiniLM embeddings."""
+  from dpr_jax.retrieval.retrieve import encode_questions
+  qs = [json.loads(l)["question"] for l in open(squad_slice / "qs.jsonl")]
+  q, _ = encode_questions("minilm", qs, pooling="mean")
+  exact = mesh_index.load(squad_slice / "emb", log=False)
+  approx = mesh_index.load(squad_slice / "emb", log=False, approx=True, recall_target=0.95)
+  _, r_exact = exact.search(q, 100)
+  _, r_approx = approx.search(q, 100)
+  recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(r_exact, r_approx)])
+  print(f"approx_max_k recall@100 = {recall:.4f} on {jax.devices()[0].platform}")
+  assert recall >= 0.99
