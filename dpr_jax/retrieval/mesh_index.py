@@ -102,7 +102,7 @@ class MeshIndex:
 
   def __init__(self, emb: jax.Array, ids: list[str], identity: dict, mesh, *, chunk: int,
                approx: bool = False, recall_target: float = 0.95, precision: str = "highest",
-               query_batch: int = 256):
+               query_batch: int = 512):
     if precision not in PRECISIONS:
       raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
     self.emb, self.ids, self.identity, self.mesh, self.chunk = emb, ids, identity, mesh, chunk
@@ -215,7 +215,7 @@ def _read_rows(spans, start: int, stop: int, dim: int, dtype) -> np.ndarray:
 
 
 def load(emb_dir, *, mesh=None, dtype: str | None = None, chunk: int = 16384,
-         query_batch: int = 256, device_bytes: int | None = None, log: bool = True,
+         query_batch: int = 512, device_bytes: int | None = None, log: bool = True,
          **kw) -> MeshIndex:
   """`encode.py`'s output in `emb_dir` as a mesh index. dtype: storage (default: the parts'
   dtype, so scores equal FAISS flat's over the same parts); device_bytes: memory per device to
