@@ -127,7 +127,7 @@ def main():
   ap.add_argument("--ef_construction", type=int, default=80)
   ap.add_argument("--mesh", default="1:float32,1:bfloat16,8:float32,8:float32:approx")
   ap.add_argument("--chunk", type=int, default=16384)
-  ap.add_argument("--query_batch", type=int, default=256)
+  ap.add_argument("--query_batch", type=int, default=512)
   ap.add_argument("--recall_target", type=float, default=0.95)
   ap.add_argument("--out", help="append the JSON lines here too")
   a = ap.parse_args()
