@@ -117,18 +117,17 @@ class MeshIndex:
     fn = _search_fn(self.mesh, len(self.ids), self.chunk, k, self.approx,
                     float(self.recall_target), self.precision)
     rep = sharding.replicated(self.mesh)
-    out_s, out_r = [], []
+    pending = []  # every batch is dispatched before the first result is read
     for s in range(0, len(q), b):
       qb = np.zeros((b, q.shape[1]), np.float32)
       qb[:len(q[s:s + b])] = q[s:s + b]
       qa = jax.make_array_from_callback(qb.shape, rep, lambda i, qb=qb: qb[i])
-      ts, tr = fn(qa, self.emb)
-      n = len(q[s:s + b])
-      out_s.append(np.asarray(ts.addressable_data(0))[:n])
-      out_r.append(np.asarray(tr.addressable_data(0))[:n].astype(np.int64))
-    if not out_s:
+      pending.append((len(q[s:s + b]), *fn(qa, self.emb)))
+    if not pending:
       return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
-    scores, rows = np.concatenate(out_s), np.concatenate(out_r)
+    scores = np.concatenate([np.asarray(ts.addressable_data(0))[:n] for n, ts, _ in pending])
+    rows = np.concatenate([np.asarray(tr.addressable_data(0))[:n] for n, _, tr in pending])
+    rows = rows.astype(np.int64)
     rows[~np.isfinite(scores)] = -1
     return scores, rows
 
