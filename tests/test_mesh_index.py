@@ -108,6 +108,14 @@ def test_bad_parts_and_too_large(tmp_path):
     mesh_index.load(d, mesh=_mesh(1), log=False)
 
 
+def test_retrieve_index_mesh_refuses_a_corpus_too_large(tmp_path, monkeypatch):
+  from dpr_jax.retrieval import retrieve
+  d = write_parts(tmp_path / "emb", _tied(n=400)[0])
+  monkeypatch.setattr(mesh_index, "device_bytes_available", lambda mesh: 1000)
+  with pytest.raises(SystemExit, match=r"400 x 16 float16 .* the corpus needs [0-9.]+ GiB over"):
+    retrieve.dense_index.__wrapped__(str(d), "mesh")
+
+
 def test_memory_arithmetic_for_21m_on_8_devices():
   """21,015,324 x 768 fp16 over 8 devices: 2,627,520 rows (161 chunks of 16,320) per device."""
   mesh = _mesh(8)
