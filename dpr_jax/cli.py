@@ -61,6 +61,17 @@ on_off = argparse.BooleanOptionalAction  # --flag / --no-flag
 non_negative_int = _checked(int, 0, "an integer >= 0")
 
 
+def recall(text: str) -> float:
+  """A recall target in (0, 1]."""
+  try:
+    v = float(text)
+  except ValueError:
+    v = -1.0
+  if not 0.0 < v <= 1.0:
+    raise argparse.ArgumentTypeError(f"expected a number in (0, 1], found {text!r}")
+  return v
+
+
 def int_list(text: str) -> list[int]:
   """`1,5,20` -> [1, 5, 20], each >= 1."""
   items = [t.strip() for t in text.split(",") if t.strip()]
@@ -108,7 +119,11 @@ def add_questions_args(ap, required: bool = True):
 def add_index_args(ap):
   g = ap.add_argument_group("index")
   g.add_argument("--embeddings", help="encode.py output directory")
-  g.add_argument("--index", choices=list(config_lib.ENUMS["index.kind"]), default="flat")
+  g.add_argument("--index", choices=list(config_lib.ENUMS["index.kind"]), default="flat",
+                 help="FAISS flat / hnsw / ivfpq on this host, or mesh: exact search with the "
+                 "embeddings sharded over every device")
+  g.add_argument("--mesh_recall", type=recall, default=1.0,
+                 help="--index mesh: 1 = exact top-k; below 1, lax.approx_max_k's recall target")
 
 
 def add_distributed_args(ap):

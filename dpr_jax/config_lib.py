@@ -43,7 +43,7 @@ ENUMS = {
     "model.pooling": ("cls", "mean"),
     "model.attention": ("auto", "xla", "cudnn"),
     "loss.similarity": ("dot", "cosine"),
-    "index.kind": ("flat", "hnsw", "ivfpq"),
+    "index.kind": ("flat", "hnsw", "ivfpq", "mesh"),
 }
 # Integer fields that must be >= 1 wherever a config has them (0 has no meaning).
 POSITIVE = ("train.global_batch", "train.batch_questions", "train.log_every",

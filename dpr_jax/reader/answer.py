@@ -7,8 +7,9 @@
       --embeddings emb/squad --passages ../shared/data/squad/paragraphs.tsv.gz --interactive
   python -m dpr_jax.answer --reader runs/reader --results results.json --passages ... --out ...
 
-The retrieval flags are `dpr_jax.retrieval.retrieve`'s (dense / bm25 / hybrid); `--results` reads an
-existing results file instead. Predictions: JSON list of {question, answers, prediction, title,
+The retrieval flags are `dpr_jax.retrieval.retrieve`'s (dense / bm25 / hybrid; `--index mesh`
+searches with the embeddings sharded over all devices); `--results` reads an existing results
+file instead. Predictions: JSON list of {question, answers, prediction, title,
 passage_id, passage_rank, score}; EM and F1 (SQuAD normalisation) are printed when the questions
 have answers. `--interactive`: type a question, get the answer, its title and passage.
 """

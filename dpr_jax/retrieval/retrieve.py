@@ -1,7 +1,7 @@
 """Retrieve passages for questions: dense (FAISS), BM25, or DPR's hybrid.
 
   python -m dpr_jax.retrieve --model PATH --embeddings DIR --passages FILE \\
-      --questions FILE --out results.json --k 100 [--index flat|hnsw|ivfpq] \\
+      --questions FILE --out results.json --k 100 [--index flat|hnsw|ivfpq|mesh] \\
       [--retriever dense|bm25|hybrid] [--hybrid_lambda 1.1]
 
 Output: DPR's results JSON, `[{question, answers, ctxs: [{id, title, text, score, has_answer}]}]`
@@ -54,10 +54,14 @@ def encode_questions(model_path, texts, *, which="best", pooling="cls", normaliz
 
 
 @functools.lru_cache(maxsize=2)
-def dense_index(emb_dir, kind: str, index_dir=None):
-  """Loads `<emb_dir>/index-<kind>` (checking its identity) or builds and saves it."""
+def dense_index(emb_dir, kind: str, index_dir=None, mesh_recall: float = 1.0):
+  """Loads `<emb_dir>/index-<kind>` (checking its identity) or builds and saves it; `mesh`:
+  the parts sharded over all devices (`mesh_recall` < 1: `lax.approx_max_k` at that recall)."""
   from dpr_jax.retrieval import index as index_lib
   from dpr_jax.retrieval.encoding import EmbeddingParts
+  if kind == "mesh":  # exact search with the embeddings sharded over all devices
+    from dpr_jax.retrieval import mesh_index
+    return mesh_index.load(emb_dir, approx=mesh_recall < 1.0, recall_target=mesh_recall)
   parts = EmbeddingParts(emb_dir)
   d = Path(index_dir or Path(emb_dir) / f"index-{kind}")
   if (d / "index.json").is_file():
@@ -113,6 +117,7 @@ class Settings:
   embeddings: str | None = None      # dense / hybrid: encode.py output directory
   k: int = 100
   index: str = "flat"
+  mesh_recall: float = 1.0           # index mesh: 1 exact, < 1 lax.approx_max_k's recall target
   which: str = "best"
   pooling: str = "cls"
   normalize: bool | None = None
@@ -129,7 +134,7 @@ def _dense(s: Settings, corpus, texts, row_of, depth):
   if not s.model or not s.embeddings:
     raise ValueError(f"--retriever {s.retriever}: expected --model and --embeddings, "
                      f"found model={s.model!r}, embeddings={s.embeddings!r}")
-  idx = dense_index(s.embeddings, s.index)
+  idx = dense_index(s.embeddings, s.index, mesh_recall=s.mesh_recall)
   if idx.identity.get("corpus") != str(Path(s.passages).resolve()) or len(idx.ids) != len(corpus):
     raise ValueError(f"{s.embeddings}: expected embeddings of {s.passages} ({len(corpus)} "
                      f"passages), found {idx.identity.get('corpus')} ({len(idx.ids)})")
@@ -195,7 +200,7 @@ def add_retrieval_args(ap):
 def settings(a, k: int, with_text: bool = True) -> Settings:
   """`Settings` from the flags of `add_retrieval_args`."""
   return Settings(passages=a.passages, retriever=a.retriever, model=a.model,
-                  embeddings=a.embeddings, k=k, index=a.index,
+                  embeddings=a.embeddings, k=k, index=a.index, mesh_recall=a.mesh_recall,
                   question_max_length=a.question_max_length, hybrid_lambda=a.hybrid_lambda,
                   hybrid_depth=a.hybrid_depth, bm25_k1=a.bm25_k1, bm25_b=a.bm25_b,
                   match=a.match, with_text=with_text, **cli.model_kwargs(a))

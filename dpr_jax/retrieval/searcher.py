@@ -44,18 +44,10 @@ def fuse(dense: tuple, bm25: tuple, lam: float, k: int, dense_exact, bm25_exact)
   return np.stack(out_s), np.stack(out_r)
 
 
-def load_index(emb_dir, kind: str = "flat"):
-  """Loads `<emb_dir>/index-<kind>` (checking it was built from these embeddings) or builds
-  and saves it."""
-  from dpr_jax.retrieval import index as index_lib
-  from dpr_jax.retrieval.encoding import EmbeddingParts
-  parts = EmbeddingParts(emb_dir)
-  d = Path(emb_dir) / f"index-{kind}"
-  if (d / "index.json").is_file():
-    return index_lib.load(d, parts.identity)
-  idx = index_lib.build(parts, kind, parts.dim, parts.identity)
-  idx.save(d)
-  return idx
+def load_index(emb_dir, kind: str = "flat", mesh_recall: float = 1.0):
+  """The dense index of `emb_dir` (see `retrieve.dense_index`)."""
+  from dpr_jax.retrieval.retrieve import dense_index
+  return dense_index(emb_dir, kind, mesh_recall=mesh_recall)
 
 
 class QuestionEncoder:
@@ -90,7 +82,7 @@ class Searcher:
   with that model from that corpus: both are checked)."""
 
   def __init__(self, passages, *, model=None, embeddings=None, retriever: str = "dense",
-               index: str = "flat", which: str = "best", pooling: str = "cls", normalize=None,
+               index: str = "flat", mesh_recall: float = 1.0, which: str = "best", pooling: str = "cls", normalize=None,
                question_max_length: int = 64, hybrid_lambda: float = 1.1,
                hybrid_depth: int = 1000, bm25_k1: float = 0.9, bm25_b: float = 0.4):
     from dpr_jax.data.corpus import read_corpus
@@ -104,7 +96,8 @@ class Searcher:
     self.lock = threading.Lock()
     self.encoder = self.index = self.bm25 = None
     if retriever in ("dense", "hybrid"):
-      self._load_dense(passages, model, embeddings, index, dict(
+      self.index = load_index(embeddings, index, mesh_recall)
+      self._load_dense(passages, model, embeddings, dict(
           which=which, pooling=pooling, normalize=normalize, max_length=question_max_length))
     if retriever in ("bm25", "hybrid"):
       from dpr_jax.retrieval.bm25 import BM25
@@ -115,8 +108,7 @@ class Searcher:
       self.by_row = np.empty_like(emb)
       self.by_row[[self.row_of[i] for i in ids]] = emb
 
-  def _load_dense(self, passages, model, embeddings, kind, encoder_kwargs):
-    self.index = load_index(embeddings, kind)
+  def _load_dense(self, passages, model, embeddings, encoder_kwargs):
     corpus = self.index.identity.get("corpus")
     if corpus != str(Path(passages).resolve()) or len(self.index.ids) != len(self.corpus):
       raise ValueError(f"{embeddings} was encoded from {corpus} ({len(self.index.ids)} "

@@ -163,10 +163,9 @@ def _args(argv):
   from dpr_jax.retrieval.searcher import RETRIEVERS
   ap = cli.Parser("python -m dpr_jax.serve", __doc__)
   cli.add_model_args(ap, required=False)
-  ap.add_argument("--embeddings", help="encode.py output directory (dense / hybrid)")
   ap.add_argument("--passages", required=True, help="the corpus TSV (id, text, title)")
   ap.add_argument("--retriever", choices=RETRIEVERS, default="dense")
-  ap.add_argument("--index", choices=["flat", "hnsw", "ivfpq"], default="flat")
+  cli.add_index_args(ap)
   ap.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")
   ap.add_argument("--hybrid_depth", type=cli.positive_int, default=1000, help="candidates from each retriever")
   ap.add_argument("--bm25_k1", type=float, default=0.9)
@@ -193,7 +192,7 @@ def load(a):
   from dpr_jax import cli
   from dpr_jax.retrieval.searcher import Answerer, Searcher
   searcher = Searcher(a.passages, model=a.model, embeddings=a.embeddings, retriever=a.retriever,
-                      index=a.index, **cli.model_kwargs(a),
+                      index=a.index, mesh_recall=a.mesh_recall, **cli.model_kwargs(a),
                       question_max_length=a.question_max_length, hybrid_lambda=a.hybrid_lambda,
                       hybrid_depth=a.hybrid_depth, bm25_k1=a.bm25_k1, bm25_b=a.bm25_b)
   answerer = Answerer(a.reader, a.reader_which, a.max_answer_length) if a.reader else None
