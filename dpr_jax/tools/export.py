@@ -1,20 +1,21 @@
-"""Export a trained dual encoder to transformers' DPR format.
+"""Export a trained dual encoder to transformers' DPR classes (or a sentence-transformers folder).
 
   python -m dpr_jax.export --checkpoint runs/nq --out exported/nq [--which best|latest]
   python -m dpr_jax.export --checkpoint runs/nq/checkpoints/4000 --out exported/nq-4000
+  python -m dpr_jax.export --checkpoint runs/squad --out exported/squad   # mean / cosine: ST
 
 Writes `OUT/question_encoder/` (loads with `transformers.DPRQuestionEncoder.from_pretrained`) and
 `OUT/ctx_encoder/` (`DPRContextEncoder`): config.json with model_type `dpr` (and
 `projection_dim` when a projection was trained), `model.safetensors` under
 `question_encoder.bert_model.*` / `ctx_encoder.bert_model.*` (+ `encode_proj.*`), no pooler, and
 the tokenizer files. Tied encoders are written to both. Their `pooler_output` is our embedding
-for a [CLS]-pooled, dot-product model (DPR's); a mean-pooled or cosine model has no DPR
-equivalent, so exporting one needs `--allow_pooling_mismatch` (the weights are exact; users must
-mean-pool / normalise `last_hidden_state` themselves). Every dpr-jax tool reads OUT back.
+for a [CLS]-pooled, dot-product model (DPR's). A mean-pooled or cosine model has no DPR-class
+equivalent: `--format auto` (the default) exports it as a sentence-transformers folder (see
+`dpr_jax.tools.st_export`), and `--format dpr --allow_pooling_mismatch` writes DPR classes anyway
+(the weights are exact; users must mean-pool / normalise `last_hidden_state` themselves).
+`--format sentence-transformers` exports any model that way. Every dpr-jax tool reads OUT back.
 A reader workdir (`--checkpoint` of a reader, or `--reader DIR` beside a retriever) is written
 as `OUT/reader/`, loadable by `transformers.DPRReader`.
-`--format sentence-transformers` (`auto`, the default, picks it for a mean-pooled or cosine
-model unless --allow_pooling_mismatch asks for DPR classes): see `dpr_jax.tools.st_export`.
 """
 from __future__ import annotations
 
