@@ -2,7 +2,7 @@
 
   python -m dpr_jax.export --checkpoint runs/nq --out exported/nq [--which best|latest]
   python -m dpr_jax.export --checkpoint runs/nq/checkpoints/4000 --out exported/nq-4000
-  python -m dpr_jax.export --checkpoint runs/squad --out exported/squad   # mean / cosine: ST
+  python -m dpr_jax.export --checkpoint runs/squad --out exported/squad  # sentence-transformers
 
 Writes `OUT/question_encoder/` (loads with `transformers.DPRQuestionEncoder.from_pretrained`) and
 `OUT/ctx_encoder/` (`DPRContextEncoder`): config.json with model_type `dpr` (and
