@@ -15,7 +15,7 @@ from tqdm import tqdm
 from dpr_jax.training import checkpoint, sharding, steps
 from dpr_jax.data import examples as data, resources
 from dpr_jax.models.hf import build_dual_encoder
-from dpr_jax.training.inference import embed
+from dpr_jax.training.inference import embed_bucketed
 from dpr_jax.training.loss import positive_ranks, scores
 from dpr_jax.models.tokenization import Tokenizer
 
@@ -70,19 +70,20 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
   if dev_batches is not None:
     sums = np.zeros(3)
     for i in range(min(dev_batches.steps_per_epoch, ec.max_batches)):
-      qs, ps = dev_batches.batch(i, jax.process_index(), jax.process_count())
-      b = sharding.host_to_global(
-          data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length), mesh)
+      b = sharding.host_to_global(data.global_batch_arrays(
+          dev_batches, tok, i, dc.question_max_length, dc.passage_max_length, dc.bucket_multiple,
+          jax.process_index(), jax.process_count())[0], mesh)
       m = jax.device_get(fns["eval_loss"](params, b))
       sums += [m["loss"] * m["count"], m["accuracy"] * m["count"], m["count"]]
     out["eval/loss"], out["eval/accuracy"] = sums[0] / sums[2], sums[1] / sums[2]
   if val_set is not None:
     questions, passages, positive = val_set
-    q = tok.questions(questions, max_length=dc.question_max_length)
+    q = tok.questions(questions, max_length=dc.question_max_length, pad_to_max=False)
     p = tok.passages([x.title for x in passages], [x.text for x in passages],
-                     max_length=dc.passage_max_length)
-    qe = embed(fns["encode_q"], params, q["input_ids"], q["attention_mask"], ec.batch_size, mesh)
-    pe = embed(fns["encode_p"], params, p["input_ids"], p["attention_mask"], ec.batch_size, mesh)
+                     max_length=dc.passage_max_length, pad_to_max=False)
+    qe, pe = (embed_bucketed(fns[f], params, t["input_ids"], t["attention_mask"], ec.batch_size,
+                             mesh, dc.bucket_multiple, n) for f, t, n in (
+        ("encode_q", q, dc.question_max_length), ("encode_p", p, dc.passage_max_length)))
     ranks = np.asarray(positive_ranks(scores(jnp.asarray(qe), jnp.asarray(pe), similarity,
                                              temperature), jnp.asarray(positive)))
     out["eval/avg_rank"] = float(ranks.mean())
@@ -171,11 +172,12 @@ def train(config, workdir) -> dict:
   bar = tqdm(total=total, initial=start, desc="train", unit="step",
              disable=jax.process_index() != 0, mininterval=1)
   for step in range(start, total):
-    qs, ps = batches.batch(step, jax.process_index(), jax.process_count())
-    b = sharding.host_to_global(
-        data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length), mesh)
-    state, m = train_step(state, b)
-    pending.append((step + 1, m))
+    b, pad = data.global_batch_arrays(batches, tok, step, dc.question_max_length,
+                                      dc.passage_max_length, dc.bucket_multiple,
+                                      jax.process_index(), jax.process_count())
+    state, m = train_step(state, sharding.host_to_global(b, mesh))
+    pending.append((step + 1, {**m, "train/q_padding": pad["q_padding"],
+                               "train/p_padding": pad["p_padding"]}))
     done = step + 1
     end_of_epoch = done % batches.steps_per_epoch == 0
     evaluating = (ec.every and done % ec.every == 0) or end_of_epoch or done == total
