@@ -108,7 +108,7 @@ def _loss_and_grads(n_devices, chunk, batch):
   return float(loss), np.concatenate([np.ravel(x) for x in jax.tree.leaves(grads)])
 
 
-@pytest.mark.parametrize("n_devices,chunk", [(1, 0), (1, 2), (8, 0), (8, 1)])
+@pytest.mark.parametrize("n_devices,chunk", [(1, 2), (8, 0), (8, 1)])
 def test_bucketed_loss_and_gradients_equal_padded_to_max(n_devices, chunk):
   if jax.device_count() < n_devices:
     pytest.skip(f"needs {n_devices} devices")
@@ -134,8 +134,7 @@ def test_embed_bucketed_equals_embed_padded_to_max():
 def test_train_step_compiles_once_per_bucket_pair():
   """Batches of the same bucket lengths reuse the compiled step; only a new pair of lengths
   compiles again."""
-  n = 8 if jax.device_count() >= 8 else 1
-  mesh = sharding.make_mesh(devices=jax.devices()[:n])
+  mesh = sharding.make_mesh(devices=jax.devices()[:1])
   graphdef, state = nnx.split(_model(tied=True))
   schedule = optax.constant_schedule(1e-3)
   tx = steps.make_optimizer(schedule, weight_decay=0.0, clip_norm=1.0)
