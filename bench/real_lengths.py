@@ -1,0 +1,95 @@
+"""Token lengths of real text, and batches with those lengths, for the throughput benchmarks.
+
+  squad: SQuAD questions (train.qas.jsonl.gz) and SQuAD paragraphs (paragraphs.tsv.gz,
+         `title [SEP] text` as DPR tokenises passages);
+  w100:  the same questions, and DPR-style passages: the paragraphs split into 100-word windows
+         (as DPR's psgs_w100.tsv cuts Wikipedia), each with its article title.
+Lengths are counted with the given tokenizer, truncated at the maximum lengths. A batch holds
+sampled real lengths with random token ids (the compute does not depend on the ids), padded
+to the bucket lengths of `dpr_jax.data.buckets` (the training data path's function) or to the
+maximum.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+
+from dpr_jax.data import buckets, resources
+from dpr_jax.data.corpus import read_corpus
+
+
+def w100_windows(texts, titles, words: int = 100):
+  """Each text cut into consecutive windows of `words` words (the last may be shorter)."""
+  out_t, out_ti = [], []
+  for text, title in zip(texts, titles):
+    w = text.split()
+    for s in range(0, len(w), words):
+      out_t.append(" ".join(w[s:s + words]))
+      out_ti.append(title)
+  return out_t, out_ti
+
+
+def sample_lengths(tok, source: str, n: int, q_len: int, p_len: int, seed: int = 0):
+  """-> (question lengths [n], passage lengths [n]) in tokens, sampled without replacement."""
+  rng = np.random.default_rng(seed)
+  with gzip.open(resources.squad_dir() / "train.qas.jsonl.gz", "rt") as f:
+    questions = [json.loads(line)["question"] for line in f]
+  qs = [questions[i] for i in rng.choice(len(questions), n, replace=False)]
+  corpus = read_corpus(resources.squad_dir() / "paragraphs.tsv.gz")
+  texts, titles = corpus.texts, corpus.titles
+  if source == "w100":
+    texts, titles = w100_windows(texts, titles)
+  elif source != "squad":
+    raise ValueError(f"unknown length source {source!r}")
+  sel = rng.choice(len(texts), n, replace=False)
+  q = tok.questions(qs, max_length=q_len, pad_to_max=False, pad_multiple=1)
+  p = tok.passages([titles[i] for i in sel], [texts[i] for i in sel], max_length=p_len,
+                   pad_to_max=False, pad_multiple=1)
+  return q["attention_mask"].sum(1), p["attention_mask"].sum(1)
+
+
+def _side(rng, lengths, width, vocab):
+  mask = (np.arange(width)[None] < np.asarray(lengths)[:, None]).astype(np.int32)
+  return rng.integers(1000, vocab, mask.shape).astype(np.int32) * mask, mask
+
+
+def train_batches(q_lengths, p_lengths, *, batch: int, per_question: int, n_batches: int,
+                  q_len: int, p_len: int, multiple: int, vocab: int, seed: int = 0):
+  """`n_batches` training batches of `batch` questions and `batch * per_question` passages of
+  the given lengths (taken in order), each side padded to its bucket (`multiple` = 0: to
+  q_len / p_len). -> list of {q_ids, q_mask, p_ids, p_mask} int32."""
+  rng = np.random.default_rng(seed)
+  out = []
+  for i in range(n_batches):
+    ql = q_lengths[i * batch:(i + 1) * batch]
+    pl = p_lengths[i * batch * per_question:(i + 1) * batch * per_question]
+    if len(ql) < batch or len(pl) < batch * per_question:
+      raise ValueError(f"{n_batches} batches need more sampled lengths")
+    b = {}
+    for side, lengths, max_len in (("q", ql, q_len), ("p", pl, p_len)):
+      width = buckets.bucket_length(int(max(lengths)), multiple, max_len)
+      b[f"{side}_ids"], b[f"{side}_mask"] = _side(rng, lengths, width, vocab)
+    out.append(b)
+  return out
+
+
+def padded_to(batch: dict, q_len: int, p_len: int) -> dict:
+  """The same batch padded to q_len / p_len (PyTorch DPR's shapes)."""
+  out = {}
+  for side, width in (("q", q_len), ("p", p_len)):
+    out[f"{side}_ids"], out[f"{side}_mask"] = buckets.pad_to(batch[f"{side}_ids"],
+                                                             batch[f"{side}_mask"], width)
+  return out
+
+
+def padding_stats(batches) -> dict:
+  """Tokens padded / tokens fed per side over the batches, and the distinct shapes."""
+  out = {}
+  for side in ("q", "p"):
+    fed = sum(b[f"{side}_mask"].size for b in batches)
+    real = sum(int(b[f"{side}_mask"].sum()) for b in batches)
+    out[f"{side}_padding"] = round(1 - real / fed, 4)
+    out[f"{side}_widths"] = sorted({b[f"{side}_ids"].shape[1] for b in batches})
+  return out
