@@ -147,3 +147,31 @@ def test_train_step_compiles_once_per_bucket_pair():
     st, m = step(st, sharding.host_to_global(_cut(_padded_batch(8, 48, 64, seed), lq, lp), mesh))
     assert np.isfinite(float(m["train/loss"]))
   assert step._cache_size() == 3
+
+
+def test_reader_batch_bucketed_gives_the_loss_of_the_padded_batch(minilm_path):
+  """Reader inputs padded to a bucket: same span positions and the same marginal loss as the
+  batch padded to the maximum."""
+  from dpr_jax.models.reader import Reader, reader_loss
+  from dpr_jax.reader import data as reader_data
+  tok = reader_data.ReaderTokenizer(minilm_path, max_length=64, question_max_length=16)
+  items, _ = reader_data.train_items([{
+      "question": f"where is the {w} river?", "answers": [w],
+      "ctxs": [{"title": "Rivers", "text": f"The {w} river flows north.", "has_answer": True},
+               {"title": "Hills", "text": "Hills are high " * (i + 1), "has_answer": False}]}
+      for i, w in enumerate(["nile", "rhine", "amazon"])], tok)
+  full = reader_data.train_batch(items, np.random.default_rng(0), 2, 64)
+  cut = reader_data.train_batch(items, np.random.default_rng(0), 2, 64, bucket_multiple=8)
+  longest = int(full["attention_mask"].sum(-1).max())
+  assert full["input_ids"].shape[-1] == 64 and cut["input_ids"].shape[-1] == -(-longest // 8) * 8 < 64
+  for k in ("span_start", "span_end", "span_mask"):
+    np.testing.assert_array_equal(cut[k], full[k])
+  model = Reader(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
+                            num_attention_heads=4, intermediate_size=64,
+                            max_position_embeddings=64, hidden_dropout_prob=0.0,
+                            attention_probs_dropout_prob=0.0), rngs=nnx.Rngs(0))
+  def loss(b):
+    start, end, select = model(b["input_ids"], b["attention_mask"])
+    return float(reader_loss(start, end, select, b["text_mask"], b["span_start"], b["span_end"],
+                             b["span_mask"])["loss"])
+  assert abs(loss(cut) - loss(full)) <= 1e-5 * abs(loss(full))

@@ -167,7 +167,7 @@ def train(config, workdir) -> dict:
     rng = np.random.default_rng([tc.seed, step])
     sel = rng.choice(len(items), tc.batch_questions, replace=len(items) < tc.batch_questions)
     b = reader_data.train_batch([items[i] for i in sel], rng, dc.passages_per_question,
-                                dc.max_length)
+                                dc.max_length, bucket_multiple=dc.bucket_multiple)
     state, m = train_step(state, sharding.host_to_global(b, mesh))
     done = step + 1
     if done % tc.log_every == 0 or done == tc.max_steps or done % ec.every == 0:
