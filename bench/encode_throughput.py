@@ -67,14 +67,16 @@ def main():
   graphdef, state = nnx.split(DualEncoder(load_hf_encoder(path, pooling="cls")))
   params = nnx.to_pure_dict(state)
   enc = steps.make_encode(graphdef, "passage")
-  tm = transformers.BertModel.from_pretrained(str(path), add_pooling_layer=False).eval()
-  as_torch = lambda bs: [(torch.tensor(i, dtype=torch.long), torch.tensor(m, dtype=torch.long))
-                         for i, m in bs]
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  tm = transformers.BertModel.from_pretrained(str(path), add_pooling_layer=False).eval().to(dev)
+  as_torch = lambda bs: [(torch.tensor(i, dtype=torch.long, device=dev),
+                          torch.tensor(m, dtype=torch.long, device=dev)) for i, m in bs]
 
   def torch_run(tb):
     def run():
       with torch.inference_mode():
-        return [tm(input_ids=i, attention_mask=m).last_hidden_state[:, 0].numpy() for i, m in tb]
+        return [tm(input_ids=i, attention_mask=m).last_hidden_state[:, 0].cpu().numpy()
+                for i, m in tb]
     return run
   runs = {"ours": lambda: [np.asarray(enc(params, i, m)) for i, m in batches],
           "torch": torch_run(as_torch(batches)), "torch_padded": torch_run(as_torch(padded))}

@@ -2,15 +2,20 @@
 
   squad: SQuAD questions (train.qas.jsonl.gz) and SQuAD paragraphs (paragraphs.tsv.gz,
          `title [SEP] text` as DPR tokenises passages);
-  w100:  the same questions, and DPR-style passages: the paragraphs split into 100-word windows
-         (as DPR's psgs_w100.tsv cuts Wikipedia), each with its article title.
+  w100:  the same questions, and DPR-style passages: each article's paragraphs joined and cut
+         into 100-word windows (as DPR's psgs_w100.tsv cuts Wikipedia), with the article title.
 Lengths are counted with the given tokenizer, truncated at the maximum lengths. A batch holds
 sampled real lengths with random token ids (the compute does not depend on the ids), padded
 to the bucket lengths of `dpr_jax.data.buckets` (the training data path's function) or to the
 maximum.
+
+  python bench/real_lengths.py --out bench/squad_token_lengths.json [--n 2048]
+writes sampled lengths (MiniLM's uncased WordPiece, bert-base-uncased's vocabulary; at most 512)
+for machines without the data or the tokenizer (`--lengths_file` of bench/train_throughput.py).
 """
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 
@@ -21,13 +26,18 @@ from dpr_jax.data.corpus import read_corpus
 
 
 def w100_windows(texts, titles, words: int = 100):
-  """Each text cut into consecutive windows of `words` words (the last may be shorter)."""
-  out_t, out_ti = [], []
-  for text, title in zip(texts, titles):
-    w = text.split()
+  """DPR's passages: each article's text (its consecutive paragraphs of one title, joined) cut
+  into consecutive windows of `words` words (an article's last window may be shorter)."""
+  out_t, out_ti, i = [], [], 0
+  while i < len(texts):
+    j = i
+    while j < len(texts) and titles[j] == titles[i]:
+      j += 1
+    w = " ".join(texts[i:j]).split()
     for s in range(0, len(w), words):
       out_t.append(" ".join(w[s:s + words]))
-      out_ti.append(title)
+      out_ti.append(titles[i])
+    i = j
   return out_t, out_ti
 
 
@@ -93,3 +103,32 @@ def padding_stats(batches) -> dict:
     out[f"{side}_padding"] = round(1 - real / fed, 4)
     out[f"{side}_widths"] = sorted({b[f"{side}_ids"].shape[1] for b in batches})
   return out
+
+
+def load_lengths(path, source: str, n: int, q_len: int, p_len: int):
+  """Lengths written by `main`, truncated at q_len / p_len: (q [n], p [n])."""
+  d = json.loads(open(path).read())[source]
+  if len(d["q"]) < n or len(d["p"]) < n:
+    raise ValueError(f"{path}: {len(d['q'])} lengths of {source}, {n} needed")
+  return np.minimum(d["q"][:n], q_len), np.minimum(d["p"][:n], p_len)
+
+
+def main():
+  ap = argparse.ArgumentParser(description=__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+  ap.add_argument("--out", required=True)
+  ap.add_argument("--n", type=int, default=2048)
+  a = ap.parse_args()
+  from dpr_jax.models.tokenization import Tokenizer
+  tok = Tokenizer(resources.minilm_path())
+  out = {}
+  for source in ("squad", "w100"):
+    q, p = sample_lengths(tok, source, a.n, 512, 512)
+    out[source] = {"q": [int(x) for x in q], "p": [int(x) for x in p]}
+  with open(a.out, "w") as f:
+    json.dump(out, f)
+    f.write("\n")
+
+
+if __name__ == "__main__":
+  main()

@@ -129,10 +129,13 @@ def make_batches(a, cfg):
   if a.mode == "encode":
     raise SystemExit("real lengths for encoding: bench/encode_throughput.py")
   import real_lengths as rl  # this directory
-  from dpr_jax.data import resources
-  from dpr_jax.models.tokenization import Tokenizer
-  tok = Tokenizer(resources.minilm_path())
-  ql, pl = rl.sample_lengths(tok, a.lengths, n_p * a.n_batches, a.q_len, a.p_len)
+  if a.lengths_file:
+    ql, pl = rl.load_lengths(a.lengths_file, a.lengths, n_p * a.n_batches, a.q_len, a.p_len)
+  else:
+    from dpr_jax.data import resources
+    from dpr_jax.models.tokenization import Tokenizer
+    tok = Tokenizer(resources.minilm_path())
+    ql, pl = rl.sample_lengths(tok, a.lengths, n_p * a.n_batches, a.q_len, a.p_len)
   bucketed = rl.train_batches(ql, pl, batch=a.batch, per_question=1 + a.hard_negatives,
                               n_batches=a.n_batches, q_len=a.q_len, p_len=a.p_len,
                               multiple=a.bucket_multiple, vocab=cfg.vocab_size)
@@ -160,6 +163,8 @@ def add_step_args(ap: argparse.ArgumentParser) -> None:
                   help="full: every token real; squad / w100: real token lengths (train mode)")
   ap.add_argument("--n_batches", type=int, default=3, help="batches per timed run (real lengths)")
   ap.add_argument("--bucket_multiple", type=int, default=32)
+  ap.add_argument("--lengths_file", default="",
+                  help="lengths from bench/real_lengths.py --out (no data or tokenizer needed)")
 
 
 def bert_config(a):
