@@ -113,12 +113,43 @@ def load_lengths(path, source: str, n: int, q_len: int, p_len: int):
   return np.minimum(d["q"][:n], q_len), np.minimum(d["p"][:n], p_len)
 
 
+def padding_report(path, batch: int, multiple: int, max_len: int = 256) -> list[dict]:
+  """Padding fractions (tokens padded / tokens fed) of consecutive batches of the lengths in
+  `path`: questions in batches of `batch`, passages of 2 * `batch` (1 hard negative)."""
+  rows = []
+  for source in ("squad", "w100"):
+    d = json.loads(open(path).read())[source]
+    row = {"source": source, "batch": batch, "bucket_multiple": multiple, "max_length": max_len}
+    for side, per in (("q", batch), ("p", 2 * batch)):
+      lengths = np.minimum(d[side], max_len)
+      n = len(lengths) // per * per
+      fed = sum(per * bucket_length_of(lengths[i:i + per], multiple, max_len)
+                for i in range(0, n, per))
+      row[f"{side}_padding"] = round(1 - float(lengths[:n].sum()) / fed, 4)
+      row[f"{side}_mean_tokens"] = round(float(lengths[:n].mean()), 1)
+    rows.append(row)
+  return rows
+
+
+def bucket_length_of(lengths, multiple, max_len):
+  return buckets.bucket_length(int(max(lengths)), multiple, max_len)
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
-  ap.add_argument("--out", required=True)
+  ap.add_argument("--out", default="", help="write sampled lengths here")
   ap.add_argument("--n", type=int, default=2048)
+  ap.add_argument("--padding", default="",
+                  help="a lengths file: print padding fractions for batch 16 and 128, multiples "
+                       "0 (pad to 256) and 32")
   a = ap.parse_args()
+  if a.padding:
+    for batch in (16, 128):
+      for multiple in (0, 32):
+        for row in padding_report(a.padding, batch, multiple):
+          print(json.dumps(row))
+    return
   from dpr_jax.models.tokenization import Tokenizer
   tok = Tokenizer(resources.minilm_path())
   out = {}

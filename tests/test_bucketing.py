@@ -163,7 +163,8 @@ def test_reader_batch_bucketed_gives_the_loss_of_the_padded_batch(minilm_path):
   full = reader_data.train_batch(items, np.random.default_rng(0), 2, 64)
   cut = reader_data.train_batch(items, np.random.default_rng(0), 2, 64, bucket_multiple=8)
   longest = int(full["attention_mask"].sum(-1).max())
-  assert full["input_ids"].shape[-1] == 64 and cut["input_ids"].shape[-1] == -(-longest // 8) * 8 < 64
+  assert full["input_ids"].shape[-1] == 64
+  assert cut["input_ids"].shape[-1] == -(-longest // 8) * 8 < 64
   for k in ("span_start", "span_end", "span_mask"):
     np.testing.assert_array_equal(cut[k], full[k])
   model = Reader(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
