@@ -2,6 +2,8 @@
 
   python bench/train_throughput.py --mode train --arch bert-base --batch 128 --dtype bfloat16
   python bench/train_throughput.py --mode encode --arch minilm --batch 32 --p_len 160
+  python bench/train_throughput.py --arch minilm --batch 16 --q_len 256 --p_len 256 \
+      --lengths w100 --lengths_file bench/squad_token_lengths.json
 
 Same shapes, dtype, loss and optimizer on both sides: random weights of the named architecture,
 random token ids, every token real (no padding, so the FLOP count is exact). `train`: B questions
@@ -11,6 +13,12 @@ fused kernel). PyTorch: `BertModel` (SDPA attention), `torch.autocast` for bf16 
 weights, as ours). `encode`: passages only, no dropout, no gradients. The implementations
 alternate (ours, theirs, ours, ...) after warm-up; medians per step are reported, one JSON line
 each, then the ratio ours/theirs and, on a GPU, model FLOPs utilisation against the stated peak.
+
+`--lengths squad|w100` (training): `--n_batches` batches of real token lengths
+(bench/real_lengths.py), and three columns: `ours` on batches padded to length buckets
+(`--bucket_multiple`, as the training data path pads), `torch` on the same batches, and
+`torch_padded` on them padded to q_len / p_len (DPR's code). A timed run is all the batches;
+model FLOPs count real tokens only.
 """
 import argparse
 import json
