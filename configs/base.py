@@ -33,6 +33,7 @@ def get_config():
   d.shuffle_positives = False
   d.question_max_length = 256
   d.passage_max_length = 256
+  d.bucket_multiple = 32         # pad each batch to a multiple of this (per side); 0: to the max
   d.max_train_examples = 0       # 0: all
 
   c.train = t = ml_collections.ConfigDict()

@@ -32,6 +32,7 @@ def get_config():
   d.passages_per_question = 24   # 1 positive + 23 negatives
   d.max_length = 350
   d.question_max_length = 64
+  d.bucket_multiple = 32         # pad each batch to a multiple of this; 0: to max_length
   d.max_train_questions = 0
 
   t = c.train

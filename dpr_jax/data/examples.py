@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from dpr_jax.data import buckets
 from dpr_jax.data.textio import DataError, open_text  # noqa: F401 (re-exported)
 
 
@@ -220,12 +221,39 @@ class TrainBatches:
 
 
 def tokenize_batch(tokenizer, questions: Sequence[str], passages: Sequence[Passage],
-                   q_len: int, p_len: int) -> dict[str, np.ndarray]:
-  """-> {q_ids, q_mask: [b, q_len], p_ids, p_mask: [b*(1+H), p_len]} int32, fixed shapes."""
-  q = tokenizer.questions(questions, max_length=q_len)
-  p = tokenizer.passages([x.title for x in passages], [x.text for x in passages], max_length=p_len)
-  return {"q_ids": q["input_ids"], "q_mask": q["attention_mask"],
-          "p_ids": p["input_ids"], "p_mask": p["attention_mask"]}
+                   q_len: int, p_len: int, bucket_multiple: int = 0) -> dict[str, np.ndarray]:
+  """-> {q_ids, q_mask: [b, Lq], p_ids, p_mask: [b*(1+H), Lp]} int32. Lq, Lp: the longest
+  question / passage rounded up to a multiple of `bucket_multiple` (at most q_len / p_len);
+  `bucket_multiple` = 0: exactly q_len / p_len (one shape)."""
+  q = tokenizer.questions(questions, max_length=q_len, pad_to_max=False, pad_multiple=1)
+  p = tokenizer.passages([x.title for x in passages], [x.text for x in passages],
+                         max_length=p_len, pad_to_max=False, pad_multiple=1)
+  out = {}
+  for side, t, max_len in (("q", q, q_len), ("p", p, p_len)):
+    length = buckets.bucket_lengths_of(t["attention_mask"], bucket_multiple, max_len)
+    out[f"{side}_ids"], out[f"{side}_mask"] = buckets.pad_to(
+        t["input_ids"], t["attention_mask"], length, tokenizer.pad_id)
+  return out
+
+
+def global_batch_arrays(batches: TrainBatches, tokenizer, step: int, q_len: int, p_len: int,
+                        bucket_multiple: int, process_index: int = 0, process_count: int = 1):
+  """This process's rows of global batch `step`, tokenised, and the global batch's padding
+  fractions {q_padding, p_padding} (tokens padded / tokens fed).
+
+  Every process tokenises the whole global batch (a pure function of (seed, step)) so that all
+  agree on its bucket lengths, then keeps its contiguous slice, as `TrainBatches.batch` does."""
+  if batches.global_batch % process_count:
+    raise ValueError(f"global batch {batches.global_batch} not divisible by {process_count} "
+                     "processes")
+  qs, ps = batches.batch(step)
+  b = tokenize_batch(tokenizer, qs, ps, q_len, p_len, bucket_multiple)
+  stats = {"q_padding": buckets.padding_fraction(b["q_mask"]),
+           "p_padding": buckets.padding_fraction(b["p_mask"])}
+  per = batches.global_batch // process_count
+  rows = {"q": per, "p": per * (1 + batches.num_hard_negatives)}
+  local = {k: v[process_index * rows[k[0]]:(process_index + 1) * rows[k[0]]] for k, v in b.items()}
+  return local, stats
 
 
 def validation_set(examples: Sequence[Example]):

@@ -13,6 +13,8 @@ import dataclasses
 
 import numpy as np
 
+from dpr_jax.data import buckets
+
 
 class ReaderDataError(ValueError):
   pass
@@ -153,9 +155,11 @@ def pad_inputs(encs: list[list[Encoded]], length: int) -> dict[str, np.ndarray]:
 
 
 def train_batch(items: list[TrainItem], rng: np.random.Generator, passages: int, length: int,
-                max_spans: int = 10) -> dict[str, np.ndarray]:
+                max_spans: int = 10, bucket_multiple: int = 0) -> dict[str, np.ndarray]:
   """N items -> a batch of one positive (index 0) + `passages`-1 negatives each (fewer
-  negatives are filled with other positives' neighbours: a random negative of another item)."""
+  negatives are filled with other positives' neighbours: a random negative of another item).
+  Inputs are padded to the longest rounded up to a multiple of `bucket_multiple` (at most
+  `length`; 0: to `length`), `dpr_jax.data.buckets`."""
   rows, starts, ends, masks = [], [], [], []
   all_negs = [e for it in items for e in it.negatives] or [items[0].positives[0]]
   for it in items:
@@ -168,7 +172,8 @@ def train_batch(items: list[TrainItem], rng: np.random.Generator, passages: int,
     starts.append([s for s, _ in sp] + [0] * (max_spans - len(sp)))
     ends.append([e for _, e in sp] + [0] * (max_spans - len(sp)))
     masks.append([1] * len(sp) + [0] * (max_spans - len(sp)))
-  b = pad_inputs(rows, length)
+  longest = max(len(e.ids) for row in rows for e in row)
+  b = pad_inputs(rows, buckets.bucket_length(longest, bucket_multiple, length))
   b.update(span_start=np.array(starts, np.int32), span_end=np.array(ends, np.int32),
            span_mask=np.array(masks, np.int32))
   return b

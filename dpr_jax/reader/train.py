@@ -135,7 +135,7 @@ def global_batch(items, step: int, config) -> dict[str, np.ndarray]:
   rng = np.random.default_rng([tc.seed, step])
   sel = rng.choice(len(items), tc.batch_questions, replace=len(items) < tc.batch_questions)
   return reader_data.train_batch([items[i] for i in sel], rng, dc.passages_per_question,
-                                 dc.max_length)
+                                 dc.max_length, bucket_multiple=dc.bucket_multiple)
 
 
 def train(config, workdir) -> dict:

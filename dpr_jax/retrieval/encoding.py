@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from dpr_jax.data.textio import DataError, atomic_write, check_file, read_json, write_json
 from dpr_jax.training import sharding, steps
-from dpr_jax.training.inference import embed
+from dpr_jax.training.inference import embed_bucketed
 
 
 def shard_rows(n_rows: int, shard_id: int, num_shards: int) -> range:
@@ -39,7 +39,9 @@ def _atomic_save(path: Path, write):
 def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard_id: int = 0,
                   num_shards: int = 1, batch_size: int = 64, max_length: int = 256,
                   chunk_size: int = 4096, dtype: str = "float16", bucket: int = 32) -> dict:
-  """Embeds this shard's passages with `model.passage`; returns the manifest."""
+  """Embeds this shard's passages with `model.passage`; returns the manifest. Each chunk is
+  encoded in length-sorted batches padded to multiples of `bucket` tokens
+  (`dpr_jax.data.buckets`; 0: every batch padded to `max_length`)."""
   out = Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   mesh = sharding.make_mesh(devices=jax.local_devices())
@@ -71,21 +73,11 @@ def encode_corpus(model, tokenizer, corpus, out_dir, *, description: dict, shard
       continue
     tok = tokenizer.passages([corpus.titles[r] for r in chunk], [corpus.texts[r] for r in chunk],
                              max_length=max_length, pad_to_max=False, pad_multiple=1)
-    lengths = tok["attention_mask"].sum(1)
-    order = np.argsort(-lengths, kind="stable")  # longest first: length buckets
-    emb = np.zeros((len(chunk), model.passage.dim), np.float32)
-    for s in range(0, len(order), batch_size * 8):
-      sel = order[s:s + batch_size * 8]
-      L = int(-(-lengths[sel].max() // bucket) * bucket)  # fewer shapes, fewer compilations
-      ids_b = np.zeros((len(sel), L), np.int32)
-      mask_b = np.zeros((len(sel), L), np.int32)
-      w = min(L, tok["input_ids"].shape[1])
-      ids_b[:, :w] = tok["input_ids"][sel, :w]
-      mask_b[:, :w] = tok["attention_mask"][sel, :w]
-      emb[sel] = embed(encode_p, params, ids_b, mask_b, batch_size, mesh, local=True)
-      bar.update(len(sel))
-      encoded += len(sel)
-      bar.set_postfix(psg_s=f"{encoded / (time.time() - t0):.1f}")
+    emb = embed_bucketed(encode_p, params, tok["input_ids"], tok["attention_mask"], batch_size,
+                         mesh, bucket, max_length, local=True)
+    bar.update(len(chunk))
+    encoded += len(chunk)
+    bar.set_postfix(psg_s=f"{encoded / (time.time() - t0):.1f}")
     _atomic_save(ids_f, lambda f: f.write("".join(i + "\n" for i in ids).encode()))
     _atomic_save(npy, lambda f: np.save(f, emb.astype(dtype)))
   bar.close()

@@ -189,7 +189,7 @@ def run(s: Setup, *, batch: Callable[[int], dict], evaluate: Callable[[dict], di
         meta: Callable[[int], dict], schedule: Schedule, mesh, workdir: Path,
         throughput: tuple[str, int], desc: str = "train") -> dict:
   """The loop from `s.start` to `schedule.total`. `batch(step)`: this process's slice of step's
-  global batch (numpy); `evaluate(params)`: validation metrics; `meta(step)`: JSON saved with
+  global batch (numpy), or (that slice, host metrics to log with the step); `evaluate(params)`: validation metrics; `meta(step)`: JSON saved with
   each checkpoint; `throughput`: (metric name, examples per step). -> the last metrics."""
   metrics = Metrics(workdir, s.start)
   if s.start == 0 and schedule.eval_at_start and evaluate:
@@ -199,8 +199,10 @@ def run(s: Setup, *, batch: Callable[[int], dict], evaluate: Callable[[dict], di
              disable=jax.process_index() != 0)
   try:
     for step in range(s.start, schedule.total):
-      s.state, m = s.step_fn(s.state, sharding.host_to_global(batch(step), mesh))
-      pending.append((step + 1, m))
+      b = batch(step)
+      b, extra = b if isinstance(b, tuple) else (b, {})
+      s.state, m = s.step_fn(s.state, sharding.host_to_global(b, mesh))
+      pending.append((step + 1, {**m, **extra}))
       if len(pending) >= 2:  # the previous step's loss, while this one runs
         _check_finite(*pending[-2], s.ckpt, last_good, workdir)
       done = step + 1

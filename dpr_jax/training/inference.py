@@ -5,6 +5,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from dpr_jax.data import buckets
 from dpr_jax.training import sharding
 
 
@@ -36,3 +37,22 @@ def embed(encode_fn, params, ids: np.ndarray, mask: np.ndarray, batch_size: int,
     e = multihost_utils.process_allgather(e, tiled=True) if pc > 1 else np.asarray(e)
     out.append(np.asarray(e[:real], np.float32))
   return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def embed_bucketed(encode_fn, params, ids: np.ndarray, mask: np.ndarray, batch_size: int,
+                   mesh, bucket_multiple: int, max_length: int | None = None,
+                   local: bool = False) -> np.ndarray:
+  """`embed` on length buckets: rows sorted longest first, each batch padded to its bucket
+  length (`dpr_jax.data.buckets`; 0: `max_length`, default the width of `ids`). Returns rows in
+  the input order."""
+  n_dev = sharding.batch_size_multiple(mesh)
+  batch_size = -(-batch_size // n_dev) * n_dev
+  out = None
+  for sel, length in buckets.length_sorted_batches(mask.sum(1), batch_size, bucket_multiple,
+                                                  max_length or ids.shape[1]):
+    b_ids, b_mask = buckets.pad_to(ids[sel], mask[sel], length)
+    e = embed(encode_fn, params, b_ids, b_mask, batch_size, mesh, local)
+    if out is None:
+      out = np.zeros((len(ids), e.shape[1]), np.float32)
+    out[sel] = e
+  return out if out is not None else np.zeros((0, 0), np.float32)

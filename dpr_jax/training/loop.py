@@ -12,7 +12,7 @@ import numpy as np
 from dpr_jax.training import checkpoint, harness, sharding, steps
 from dpr_jax.data import examples as data
 from dpr_jax.training.harness import NonFiniteLoss  # noqa: F401  (raised by train)
-from dpr_jax.training.inference import embed
+from dpr_jax.training.inference import embed_bucketed
 from dpr_jax.training.loading import build_dual_encoder, tokenizer_path
 from dpr_jax.training.loss import positive_ranks, scores
 from dpr_jax.models.tokenization import Tokenizer
@@ -49,19 +49,20 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
   if dev_batches is not None:
     sums = np.zeros(3)
     for i in range(min(dev_batches.steps_per_epoch, ec.max_batches)):
-      qs, ps = dev_batches.batch(i, jax.process_index(), jax.process_count())
-      b = sharding.host_to_global(
-          data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length), mesh)
+      b = sharding.host_to_global(data.global_batch_arrays(
+          dev_batches, tok, i, dc.question_max_length, dc.passage_max_length, dc.bucket_multiple,
+          jax.process_index(), jax.process_count())[0], mesh)
       m = jax.device_get(fns["eval_loss"](params, b))
       sums += [m["loss"] * m["count"], m["accuracy"] * m["count"], m["count"]]
     out["eval/loss"], out["eval/accuracy"] = sums[0] / sums[2], sums[1] / sums[2]
   if val_set is not None:
     questions, passages, positive = val_set
-    q = tok.questions(questions, max_length=dc.question_max_length)
+    q = tok.questions(questions, max_length=dc.question_max_length, pad_to_max=False)
     p = tok.passages([x.title for x in passages], [x.text for x in passages],
-                     max_length=dc.passage_max_length)
-    qe = embed(fns["encode_q"], params, q["input_ids"], q["attention_mask"], ec.batch_size, mesh)
-    pe = embed(fns["encode_p"], params, p["input_ids"], p["attention_mask"], ec.batch_size, mesh)
+                     max_length=dc.passage_max_length, pad_to_max=False)
+    qe, pe = (embed_bucketed(fns[f], params, t["input_ids"], t["attention_mask"], ec.batch_size,
+                             mesh, dc.bucket_multiple, n) for f, t, n in (
+        ("encode_q", q, dc.question_max_length), ("encode_p", p, dc.passage_max_length)))
     ranks = np.asarray(positive_ranks(scores(jnp.asarray(qe), jnp.asarray(pe), similarity,
                                              temperature), jnp.asarray(positive)))
     out["eval/avg_rank"] = float(ranks.mean())
@@ -135,9 +136,11 @@ def train(config, workdir) -> dict:
   do_eval = ((lambda params: evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, **kw))
              if dev_batches or val_set else None)
 
-  def batch(step):
-    qs, ps = batches.batch(step, jax.process_index(), jax.process_count())
-    return data.tokenize_batch(tok, qs, ps, dc.question_max_length, dc.passage_max_length)
+  def batch(step):  # every process buckets the global batch alike; padding fractions logged
+    b, pad = data.global_batch_arrays(batches, tok, step, dc.question_max_length,
+                                      dc.passage_max_length, dc.bucket_multiple,
+                                      jax.process_index(), jax.process_count())
+    return b, {"train/q_padding": pad["q_padding"], "train/p_padding": pad["p_padding"]}
 
   def meta(step):
     epoch, i = batches.position(step)

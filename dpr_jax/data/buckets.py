@@ -1,0 +1,58 @@
+"""Length buckets: each batch is padded to the next multiple of a bucket size, not to the maximum.
+
+A compiled step is specialised to its input shapes, so padding every batch to the longest
+sequence it holds would compile once per distinct length. Rounding that length up to a multiple
+of `multiple` (capped at the maximum length) leaves a handful of shapes (e.g. 32, 64, ..., 256)
+while most of the padding of a pad-to-max batch is never fed. `multiple = 0` pads to the maximum
+(one shape). Padded positions are masked out of attention and pooling, so the embeddings do not
+depend on the bucket (tests/test_bucketing.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def bucket_length(longest: int, multiple: int, max_length: int) -> int:
+  """The padded length of a batch whose longest sequence has `longest` tokens."""
+  if multiple < 0:
+    raise ValueError(f"bucket multiple must be >= 0, got {multiple}")
+  if longest > max_length:
+    raise ValueError(f"a sequence of {longest} tokens exceeds the maximum length {max_length}")
+  if multiple == 0:
+    return max_length
+  return min(max_length, max(1, -(-longest // multiple)) * multiple)
+
+
+def bucket_lengths_of(mask: np.ndarray, multiple: int, max_length: int) -> int:
+  """`bucket_length` of a [N, L] attention mask's longest row."""
+  longest = int(mask.sum(1).max()) if len(mask) else 1
+  return bucket_length(longest, multiple, max_length)
+
+
+def pad_to(ids: np.ndarray, mask: np.ndarray, length: int, pad_id: int = 0):
+  """[N, l] ids and mask (l <= length, or l > length with nothing real beyond `length`)
+  -> [N, length] int32 copies, padded with `pad_id` / 0."""
+  n, l = ids.shape
+  if l > length and mask[:, length:].any():
+    raise ValueError(f"cannot cut rows of up to {int(mask.sum(1).max())} tokens to {length}")
+  out_ids = np.full((n, length), pad_id, np.int32)
+  out_mask = np.zeros((n, length), np.int32)
+  w = min(l, length)
+  out_ids[:, :w], out_mask[:, :w] = ids[:, :w], mask[:, :w]
+  return out_ids, out_mask
+
+
+def padding_fraction(mask: np.ndarray) -> float:
+  """Tokens padded / tokens fed of a [N, L] attention mask."""
+  return float(1.0 - mask.sum() / max(mask.size, 1))
+
+
+def length_sorted_batches(lengths: np.ndarray, batch_size: int, multiple: int, max_length: int):
+  """Rows sorted longest first, cut into batches of `batch_size`: [(row indices, padded length)].
+  Sorting puts similar lengths together, so each batch's bucket is close to its rows' lengths."""
+  order = np.argsort(-np.asarray(lengths), kind="stable")
+  out = []
+  for s in range(0, len(order), batch_size):
+    sel = order[s:s + batch_size]
+    out.append((sel, bucket_length(int(lengths[sel].max()), multiple, max_length)))
+  return out
