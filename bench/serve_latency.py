@@ -43,7 +43,7 @@ def questions_about(path, corpus, n):
 
 def minilm_reader(searcher, questions, workdir):
   """A MiniLM reader after one training step on the searcher's top passages."""
-  from configs import reader_squad
+  from dpr_jax.configs import reader_squad
   from dpr_jax.reader import train as reader_train
   results = [{"question": q, "answers": [hits[0].text.split()[0]],
               "ctxs": [{"id": h.pid, "title": h.title, "text": h.text, "has_answer": j == 0}

@@ -78,7 +78,7 @@ def resolve_path(spec: str) -> tuple[Path, str | None]:
 
 
 def _import(path: Path):
-  root = str(path.resolve().parent.parent)  # so that `from configs import base` works
+  root = str(path.resolve().parent.parent)  # so that `from dpr_jax.configs import base` works
   if root not in sys.path:
     sys.path.insert(0, root)
   spec = importlib.util.spec_from_file_location(f"_dpr_config_{path.stem}", path)

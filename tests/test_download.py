@@ -197,7 +197,7 @@ def test_groups_expand_and_unknown_names_fail(capsys):
 
 
 def test_nq_config_finds_the_downloaded_files(tmp_path, monkeypatch):
-  from configs import nq
+  from dpr_jax.configs import nq
   monkeypatch.chdir(tmp_path)
   c = nq.get_config()
   assert c.data.train_files == str(tmp_path / "data" / "dpr" / "biencoder-nq-train.json.gz")

@@ -109,7 +109,7 @@ def _dpr_file(path, n, seed):
 def test_tiny_run_writes_tensorboard_events_and_plots(tmp_path):
   pytest.importorskip("tensorboardX")
   ea = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-  from configs import tiny
+  from dpr_jax.configs import tiny
   from dpr_jax.training import loop
   c = tiny.get_config()
   c.data.train_files = str(_dpr_file(tmp_path / "train.jsonl", 32, 0))

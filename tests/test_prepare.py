@@ -149,7 +149,7 @@ def test_demo_runs_from_a_slice_of_the_official_json_without_shared(squad_dir, t
                                                                     monkeypatch):
   """A few articles of the official train JSON (one stands in for dev), `prepare squad` into
   ./data/squad, then the demo config's data step, with $DPR_DATA_DIR an empty folder."""
-  from configs import demo
+  from dpr_jax.configs import demo
   from dpr_jax.data import examples, resources
   from dpr_jax.training import loop
   with gzip.open(squad_dir / "train-v1.1.json.gz", "rt") as f:

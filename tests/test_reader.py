@@ -84,7 +84,7 @@ def _results(n, rng):
 
 def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
   from dpr_jax.reader import answer, train as reader_train
-  from configs import reader_squad
+  from dpr_jax.configs import reader_squad
   rows = _results(12, np.random.default_rng(0))
   (tmp_path / "train.json").write_text(json.dumps(rows))
   (tmp_path / "dev.json").write_text(json.dumps(rows[:4]))

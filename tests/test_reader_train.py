@@ -37,7 +37,7 @@ def results(n: int) -> list[dict]:
 
 def make_config(train: str, dev: str, **overrides) -> ml_collections.ConfigDict:
   """configs/reader_squad.py with a tiny random BERT; `overrides`: {"train.max_steps": 8}."""
-  from configs import reader_squad
+  from dpr_jax.configs import reader_squad
   c = reader_squad.get_config()
   c.model.init = "random"
   c.model.bert = ml_collections.ConfigDict(dict(hidden_size=32, num_hidden_layers=1,

@@ -2,7 +2,7 @@
 tests/test_train.py's subject)."""
 import json
 
-from configs import scaling as scaling_config
+from dpr_jax.configs import scaling as scaling_config
 from dpr_jax.tools import scaling
 
 

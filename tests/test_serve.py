@@ -56,7 +56,7 @@ def files(squad_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def reader_dir(files):
   """A tiny random-init reader (one training step on the dense results)."""
-  from configs import reader_squad
+  from dpr_jax.configs import reader_squad
   from dpr_jax.reader import train as reader_train
   c = reader_squad.get_config()
   c.model.init = "random"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from configs import tiny
+from dpr_jax.configs import tiny
 from dpr_jax.models.bert import BertConfig, DualEncoder, Encoder
 from dpr_jax.models.hf import CheckpointError
 from dpr_jax.models.st_folder import load_st_encoder

@@ -187,7 +187,7 @@ def test_trained_workdir_loads_best_and_latest(eight_device_run):
 # --- in-process train() -------------------------------------------------------------------------
 
 def _tiny_config(data, **train):
-  from configs import tiny
+  from dpr_jax.configs import tiny
   c = tiny.get_config()
   c.data.train_files, c.data.dev_file = map(str, data)
   c.model.bert.hidden_dropout_prob = c.model.bert.attention_probs_dropout_prob = 0.0

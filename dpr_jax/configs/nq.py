@@ -12,7 +12,7 @@ Elsewhere: `--config nq.py:dir=/data/dpr` (the folder holding both files), or
 """
 from pathlib import Path
 
-from configs import base
+from dpr_jax.configs import base
 from dpr_jax.data import download, resources
 
 

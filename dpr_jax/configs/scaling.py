@@ -4,7 +4,7 @@ The demo's recipe (MiniLM, SQuAD, 32/128 tokens, 1 BM25 hard negative) with a la
 pool (1,000 held-out questions and their passages) so that top-20 still separates the runs.
 `dpr_jax.tools.scaling` sets the batch size, steps and warm-up per run.
 """
-from configs import demo
+from dpr_jax.configs import demo
 
 
 def get_config():

@@ -3,7 +3,7 @@
   python train.py --config configs/tiny.py --workdir runs/tiny \\
       --config.data.train_files=train.jsonl --config.data.dev_file=dev.jsonl
 """
-from configs import base
+from dpr_jax.configs import base
 
 
 def get_config():

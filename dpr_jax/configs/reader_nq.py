@@ -13,7 +13,7 @@ the retriever-only fields are removed.
 """
 import ml_collections
 
-from configs import base
+from dpr_jax.configs import base
 
 
 def get_config():

@@ -7,7 +7,7 @@ articles) from the SQuAD folder of `configs/squad.py` (`data.prepare_args.squad_
 fine-tunes the packaged MiniLM for 60 steps, and shows the validation average rank falling
 from step 0.
 """
-from configs import squad
+from dpr_jax.configs import squad
 
 
 def get_config():

@@ -9,7 +9,7 @@ $DPR_DATA_DIR/squad, ../shared/data/squad or ./data/squad). Build that folder fr
 files with `python -m dpr_jax.prepare squad --train_json train-v1.1.json --dev_json
 dev-v1.1.json --out data/squad` (see docs/data.md).
 """
-from configs import base
+from dpr_jax.configs import base
 
 
 def get_config():

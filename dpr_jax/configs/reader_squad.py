@@ -5,7 +5,7 @@ questions (see docs/reader.md), validated on the held-out articles' questions.
       --config.data.train_results=runs/ret/bm25_train.json \\
       --config.data.dev_results=runs/ret/bm25.json
 """
-from configs import reader_nq
+from dpr_jax.configs import reader_nq
 from dpr_jax.data import resources
 
 
