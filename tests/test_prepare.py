@@ -135,10 +135,12 @@ def test_bad_json_is_one_line_naming_the_record_and_writes_nothing(tmp_path, cap
   with pytest.raises(DataError, match=r"dev\.json: data\[0\]\.paragraphs\[1\]\.qas\[0\]: "
                      r"expected 'answers' as a list"):
     prepare.build_squad_corpus(tmp_path / "x", good, bad)
-  rc = prepare.main(["squad", "--train_json", str(good), "--dev_json", str(bad),
-                     "--out", str(tmp_path / "out")])
+  from dpr_jax import cli
+  rc = cli.prepare(["squad", "--train_json", str(good), "--dev_json", str(bad),
+                    "--out", str(tmp_path / "out")])
   err = capsys.readouterr().err.strip().splitlines()
-  assert rc == 1 and len(err) == 1 and "data[0].paragraphs[1].qas[0]" in err[0]
+  assert rc == 2 and len(err) == 1 and err[0].startswith("error: ")
+  assert "data[0].paragraphs[1].qas[0]" in err[0]
   assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
   _write(tmp_path / "trunc.json", {}).write_text('{"data": [')
   with pytest.raises(DataError, match=r"trunc\.json: line 1: malformed JSON"):

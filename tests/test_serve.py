@@ -42,7 +42,7 @@ def files(squad_dir, tmp_path_factory):
     f.writelines(json.dumps(q) + "\n" for q in qs)
   from dpr_jax.models.tokenization import Tokenizer
   from dpr_jax.retrieval.encoding import encode_corpus
-  from dpr_jax.training.checkpoint import load_model
+  from dpr_jax.training.loading import load_model
   model, tok_path, desc = load_model("minilm", pooling="mean")
   encode_corpus(model, Tokenizer(tok_path, passage_max_length=128), read_corpus(d / "psgs.tsv"),
                 d / "emb", description=desc, max_length=128)

@@ -57,7 +57,8 @@ class QuestionEncoder:
                max_batch: int = 16):
     from dpr_jax.models.tokenization import Tokenizer
     from dpr_jax.training import sharding, steps
-    from dpr_jax.training.checkpoint import fingerprint, load_model
+    from dpr_jax.training.checkpoint import fingerprint
+    from dpr_jax.training.loading import load_model
     m, tok_path, self.desc = load_model(model, which=which, pooling=pooling, normalize=normalize)
     graphdef, state = nnx.split(m)
     self.mesh = sharding.make_mesh(devices=jax.local_devices())
