@@ -4,8 +4,6 @@ as separate processes: 1 device = 8 devices = 2 processes x 4 devices, SIGKILL +
 bit-for-bit."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +12,7 @@ from pathlib import Path
 import ml_collections
 import numpy as np
 import pytest
+from subprocess_runs import cpu_env, free_port, kill_after_checkpoint, logged, run_two_processes
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
@@ -63,13 +62,11 @@ def reader_data(tmp_path_factory):
 
 
 def _losses(workdir) -> dict[int, float]:
-  return {m["step"]: m["train/loss"] for m in map(json.loads, (Path(workdir) / "metrics.jsonl")
-                                                  .read_text().splitlines()) if "train/loss" in m}
+  return logged(workdir, "train/loss")
 
 
 def _evals(workdir) -> dict[int, float]:
-  return {m["step"]: m["eval/em"] for m in map(json.loads, (Path(workdir) / "metrics.jsonl")
-                                               .read_text().splitlines()) if "eval/em" in m}
+  return logged(workdir, "eval/em")
 
 
 # --- in-process ----------------------------------------------------------------------------------
@@ -162,9 +159,7 @@ CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"dpr_jax_reader_test_cache_{os
 
 
 def _env(devices):
-  return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(CACHE),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5", "JAX_PLATFORMS": "cpu",
-          "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  return cpu_env(devices, CACHE)
 
 
 def _cmd(data, workdir, **extra):
@@ -195,33 +190,14 @@ def test_one_device_gives_the_eight_device_losses(eight_devices, reader_data, tm
   assert _evals(tmp_path) == _evals(eight_devices) and sorted(_evals(tmp_path)) == [4, 8]
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_eight_device_losses(eight_devices, reader_data, tmp_path):
   """2 processes x 4 CPU devices: each process feeds its half of every batch (and of every
   validation batch). Stopped once step 5 is logged (CPU collectives between processes are slow)."""
-  port = _free_port()
-  procs = [subprocess.Popen(
-      _cmd(reader_data, tmp_path, coordinator=f"127.0.0.1:{port}", num_processes=2,
-           process_id=i), env=_env(4), cwd=REPO, stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
-  metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 400
-  try:
-    while time.time() < deadline and all(p.poll() is None for p in procs):
-      if metrics.exists() and max(_losses(tmp_path), default=0) >= 5:
-        break
-      time.sleep(0.2)
-    for p in procs:
-      assert p.poll() in (None, 0), p.stderr.read()[-3000:]
-  finally:
-    for p in procs:
-      p.kill()
-      p.wait()
+  port = free_port()
+  run_two_processes([_cmd(reader_data, tmp_path, coordinator=f"127.0.0.1:{port}",
+                          num_processes=2, process_id=i) for i in range(2)],
+                    _env(4), tmp_path, until_step=5, timeout=400)
   a, b = _losses(eight_devices), _losses(tmp_path)
   for s in range(1, 6):
     assert abs(a[s] - b[s]) <= 1e-4 * abs(a[s]), (s, a[s], b[s])
@@ -230,16 +206,8 @@ def test_two_processes_give_the_eight_device_losses(eight_devices, reader_data, 
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_bit_for_bit(eight_devices, reader_data, tmp_path):
-  cmd = _cmd(reader_data, tmp_path, step_sleep=0.5)
-  p = subprocess.Popen(cmd, env=_env(8), cwd=REPO, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-  ckpt, deadline = tmp_path / "checkpoints" / "3", time.time() + 300
-  while (not (ckpt / "_CHECKPOINT_METADATA").exists() and p.poll() is None
-         and time.time() < deadline):
-    time.sleep(0.05)
-  p.send_signal(signal.SIGKILL)
-  p.wait()
-  assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  kill_after_checkpoint(_cmd(reader_data, tmp_path, step_sleep=0.5), _env(8),
+                        tmp_path / "checkpoints" / "3", timeout=300)
   assert 3 <= max(_losses(tmp_path)) < 8
   _run(_cmd(reader_data, tmp_path), 8)
   a, b = _losses(eight_devices), _losses(tmp_path)

@@ -3,15 +3,13 @@ the workdir check, the non-finite guard, bf16, initialisation from an export), a
 train.py runs (`slow`): 1 vs 8 devices, 2 processes, SIGKILL and resume."""
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from subprocess_runs import cpu_env, free_port, kill_after_checkpoint, logged, run_two_processes
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = ("alpha beta gamma delta river mountain city king queen music war science history "
@@ -50,22 +48,11 @@ CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"dpr_jax_test_cache_{os.getpid
 
 
 def _env(devices):
-  env = dict(os.environ)
-  # Runs with the same device count compile the same programs: share them.
-  env["JAX_COMPILATION_CACHE_DIR"] = str(CACHE)
-  env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  env["JAX_PLATFORMS"] = "cpu"
-  return env
+  return cpu_env(devices, CACHE)
 
 
 def _losses(workdir):
-  out = {}
-  for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines():
-    m = json.loads(line)
-    if "train/loss" in m:
-      out[m["step"]] = m["train/loss"]
-  return out
+  return logged(workdir, "train/loss")
 
 
 def _run(cmd, env, timeout=300):
@@ -105,34 +92,15 @@ def test_one_device_gives_the_same_losses(eight_device_run, tiny_data, tmp_path)
     assert abs(a[s] - b[s]) <= 1e-4, (s, a[s], b[s])
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_give_the_same_losses(eight_device_run, tiny_data, tmp_path):
   """2 processes x 4 CPU devices (jax.distributed, gloo collectives on localhost). CPU
   collectives between processes are slow here (~5 s a step), so the run is stopped once the
   5 compared steps are logged."""
-  port = _free_port()
-  procs = [subprocess.Popen(
-      _cmd(tmp_path, tiny_data, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
-           f"--process_id={i}"), env=_env(4), cwd=REPO, stdout=subprocess.DEVNULL,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
-  metrics, deadline = tmp_path / "metrics.jsonl", time.time() + 300
-  try:
-    while time.time() < deadline and all(p.poll() is None for p in procs):
-      if metrics.exists() and max(_losses(tmp_path), default=0) >= 5:
-        break
-      time.sleep(0.2)
-    for p in procs:
-      assert p.poll() in (None, 0), p.stderr.read()[-3000:]
-  finally:
-    for p in procs:
-      p.kill()
-      p.wait()
+  port = free_port()
+  run_two_processes([_cmd(tmp_path, tiny_data, f"--coordinator=127.0.0.1:{port}",
+                          "--num_processes=2", f"--process_id={i}") for i in range(2)],
+                    _env(4), tmp_path, until_step=5, timeout=300)
   a, b = _losses(eight_device_run), _losses(tmp_path)
   for s in range(1, 6):
     assert abs(a[s] - b[s]) <= 1e-4, (s, a[s], b[s])
@@ -141,15 +109,7 @@ def test_two_processes_give_the_same_losses(eight_device_run, tiny_data, tmp_pat
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted_run(eight_device_run, tiny_data, tmp_path):
   cmd = _cmd(tmp_path, tiny_data)
-  p = subprocess.Popen(cmd, env=_env(8), cwd=REPO, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
-  ckpt = tmp_path / "checkpoints" / "3"
-  deadline = time.time() + 240
-  while not (ckpt / "_CHECKPOINT_METADATA").exists() and p.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  p.send_signal(signal.SIGKILL)
-  p.wait()
-  assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+  kill_after_checkpoint(cmd, _env(8), tmp_path / "checkpoints" / "3", timeout=240)
   killed_at = max(_losses(tmp_path))
   assert killed_at < 8
   _run(cmd, _env(8))

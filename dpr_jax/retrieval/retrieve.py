@@ -16,41 +16,26 @@ import functools
 import sys
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
 
 from dpr_jax import cli
 from dpr_jax.data import answers as answer_lib
 from dpr_jax.data.textio import write_json
-from dpr_jax.retrieval.searcher import fuse
+from dpr_jax.retrieval.searcher import QuestionEncoder, fuse
 
 
 @functools.lru_cache(maxsize=2)
-def _question_encoder(model_path, which, pooling, normalize):
+def question_encoder(model_path, which, pooling, normalize, max_length, batch_size):
   """Loaded once per process (the interactive reader asks many times)."""
-  from dpr_jax.training import sharding, steps
-  from dpr_jax.training.checkpoint import fingerprint
-  from dpr_jax.training.loading import load_model
-  model, tok_path, desc = load_model(model_path, which=which, pooling=pooling, normalize=normalize)
-  graphdef, state = nnx.split(model)
-  mesh = sharding.make_mesh(devices=jax.local_devices())
-  params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
-  desc = {**desc, "fingerprint": fingerprint(params, model.question.pooling,
-                                             model.question.normalize)}
-  return steps.make_encode(graphdef, "question"), params, mesh, tok_path, desc
+  return QuestionEncoder(model_path, which=which, pooling=pooling, normalize=normalize,
+                         max_length=max_length, max_batch=batch_size)
 
 
 def encode_questions(model_path, texts, *, which="best", pooling="cls", normalize=None,
                      max_length=64, batch_size=64) -> tuple[np.ndarray, dict]:
   """-> ([Q, D] question embeddings, {fingerprint, ...}) from any model PATH."""
-  from dpr_jax.training.inference import embed
-  from dpr_jax.models.tokenization import Tokenizer
-  encode, params, mesh, tok_path, desc = _question_encoder(str(model_path), which, pooling,
-                                                           normalize)
-  tok = Tokenizer(tok_path, question_max_length=max_length).questions(texts)
-  q = embed(encode, params, tok["input_ids"], tok["attention_mask"], batch_size, mesh, local=True)
-  return q, desc
+  enc = question_encoder(str(model_path), which, pooling, normalize, max_length, batch_size)
+  return enc(texts), {**enc.desc, "fingerprint": enc.fingerprint}
 
 
 @functools.lru_cache(maxsize=2)
