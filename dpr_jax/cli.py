@@ -139,7 +139,8 @@ def init_distributed(a):
   if a.process_id is not None and a.num_processes is not None and a.process_id >= a.num_processes:
     raise UsageError(f"--process_id: expected < --num_processes {a.num_processes}, "
                      f"found {a.process_id}")
-  config_lib.init_distributed(a.coordinator, a.num_processes, a.process_id)
+  from dpr_jax.training import sharding
+  sharding.start_processes(a.coordinator, a.num_processes, a.process_id)
 
 
 def parse_with_config(ap, argv, required: bool = True):

@@ -180,17 +180,3 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
       rest.append(a)
     i += 1
   return rest, found
-
-
-def init_distributed(coordinator: str | None, num_processes: int | None,
-                     process_id: int | None):
-  """`jax.distributed.initialize` when launched as several processes (flags, or the
-  environment of a TPU pod / SLURM / Open MPI job when DPR_JAX_DISTRIBUTED=1)."""
-  import jax
-  if coordinator:
-    # Collectives between CPU processes (localhost tests, CPU clusters); ignored on GPU/TPU.
-    # Asking for the backend here would initialise it too early, so set it unconditionally.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes, process_id)
-  elif os.environ.get("DPR_JAX_DISTRIBUTED") == "1":
-    jax.distributed.initialize()

@@ -131,8 +131,8 @@ def test_memory_arithmetic_for_21m_on_8_devices():
 WORKER = textwrap.dedent("""
   import json, sys
   import numpy as np
-  from dpr_jax import config_lib
-  config_lib.init_distributed(sys.argv[1], 2, int(sys.argv[2]))
+  from dpr_jax.training import sharding
+  sharding.start_processes(sys.argv[1], 2, int(sys.argv[2]))
   from dpr_jax.retrieval import mesh_index
   read = []
   orig = mesh_index._read_rows

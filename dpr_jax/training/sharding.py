@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 
+import os
+
 import jax
 import numpy as np
 from flax import nnx
@@ -116,3 +118,16 @@ def host_to_global(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
   """This process's slice of a global batch -> globally batch-sharded arrays."""
   s = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(s, v) for k, v in local.items()}
+
+
+def start_processes(coordinator: str | None, num_processes: int | None,
+                    process_id: int | None):
+  """`jax.distributed.initialize` when launched as several processes (flags, or the
+  environment of a TPU pod / SLURM / Open MPI job when DPR_JAX_DISTRIBUTED=1)."""
+  if coordinator:
+    # Collectives between CPU processes (localhost tests, CPU clusters); ignored on GPU/TPU.
+    # Asking for the backend here would initialise it too early, so set it unconditionally.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+  elif os.environ.get("DPR_JAX_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
