@@ -155,13 +155,15 @@ def test_reader_batch_bucketed_gives_the_loss_of_the_padded_batch(minilm_path):
   from dpr_jax.models.reader import Reader, reader_loss
   from dpr_jax.reader import data as reader_data
   tok = reader_data.ReaderTokenizer(minilm_path, max_length=64, question_max_length=16)
-  items, _ = reader_data.train_items([{
+  exs = reader_data.examples_from_results([{
       "question": f"where is the {w} river?", "answers": [w],
       "ctxs": [{"title": "Rivers", "text": f"The {w} river flows north.", "has_answer": True},
                {"title": "Hills", "text": "Hills are high " * (i + 1), "has_answer": False}]}
-      for i, w in enumerate(["nile", "rhine", "amazon"])], tok)
-  full = reader_data.train_batch(items, np.random.default_rng(0), 2, 64)
-  cut = reader_data.train_batch(items, np.random.default_rng(0), 2, 64, bucket_multiple=8)
+      for i, w in enumerate(["nile", "rhine", "amazon"])])
+  batch = lambda multiple: reader_data.train_batch(
+      exs, [0, 1, 2], np.random.default_rng(0), tok, questions=3, passages=2,
+      bucket_multiple=multiple)[0]
+  full, cut = batch(0), batch(8)
   longest = int(full["attention_mask"].sum(-1).max())
   assert full["input_ids"].shape[-1] == 64
   assert cut["input_ids"].shape[-1] == -(-longest // 8) * 8 < 64

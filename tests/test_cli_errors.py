@@ -88,6 +88,8 @@ def F(tmp_path_factory, minilm_path):
   f.results_no_text.write_text(json.dumps(
       [{**r, "ctxs": [{"id": c["id"], "score": 1.0, "has_answer": False} for c in r["ctxs"]]}
        for r in results]))
+  f.results_other_q = d / "results_other.json"
+  f.results_other_q.write_text(json.dumps([{**r, "question": "capital of spain"} for r in results]))
   f.results_no_answers = d / "results_noans.json"
   f.results_no_answers.write_text(json.dumps([{**r, "answers": []} for r in results]))
   f.results_unknown_id = d / "results_unknown.json"
@@ -280,6 +282,12 @@ CASES = {
     "answer_results_missing": ("answer", lambda F: ["--reader", str(F.no_spec), "--results",
                                                     str(F.missing), "--passages", str(F.psgs)],
                                "missing.json"),
+    "answer_report_k_past_top_k": ("answer", lambda F: [
+        "--reader", str(F.no_spec), "--results", str(F.results), "--passages", str(F.psgs),
+        "--top_k", "2", "--report_k", "1,5"], "--report_k"),
+    "answer_results_disagree": ("answer", lambda F: [
+        "--reader", str(F.no_spec), "--passages", str(F.psgs),
+        "--results", f"{F.results},{F.results_other_q}"], "results_other.json"),
     "answer_nothing_to_answer": ("answer", lambda F: ["--reader", str(F.no_spec),
                                                       "--passages", str(F.psgs)], "--questions"),
     "export_checkpoint_missing": ("export", lambda F: ["--checkpoint", str(F.dir / "nowd"),
@@ -342,12 +350,14 @@ def test_interactive_answer_survives_a_bad_question(F, capsys):
       raise ValueError("reader: expected a good question, found a bad one")
     c = results[0]["ctxs"][0]
     return [{"prediction": "paris", "title": c["title"], "passage_id": c["id"],
-             "passage_rank": 0, "passage": c["text"]}]
+             "passage_rank": 0, "passage": c["text"], "span_score": 7.25,
+             "passage_score": 1.5, "retriever_score": c["score"]}]
   interactive(Settings(passages=str(F.psgs), retriever="bm25", k=2), qa,
               lines=["a bad question\n", "capital of france\n"])
   got = capsys.readouterr()
   assert "error: reader: expected a good question" in got.err
   assert "answer: paris" in got.out and "passage p2" in got.out
+  assert "span 7.25, passage 1.50, retriever " in got.out
 
 
 @pytest.mark.parametrize("tool", ["train", "encode", "retrieve", "evaluate", "mine", "answer",

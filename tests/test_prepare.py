@@ -170,7 +170,7 @@ def test_demo_runs_from_a_slice_of_the_official_json_without_shared(squad_dir, t
 
   c = demo.get_config()
   c.data.prepare_args.num_val_articles = 1
-  train_files, dev_file = loop._prepare_if_needed(c.data, tmp_path / "work")
+  train_files, dev_file = loop.prepared_files(c.data, tmp_path / "work")
   train = examples.load_dataset(train_files[0])
   dev = examples.load_dataset(dev_file)
   n_questions = sum(len(p["qas"]) for a in articles[:6] for p in a["paragraphs"])

@@ -40,6 +40,62 @@ def test_spans_beyond_truncation_are_dropped(tok):
           for s, e in reader_data.find_spans(enc, ["Rome"], tok)] == ["Rome"]
 
 
+def test_answer_twice_and_crossing_the_cut(tok):
+  # "Rome" twice: both occurrences are spans of the positive
+  assert _answers_found(tok, "q", "T", "Rome was built; Rome fell.", ["Rome"]) == ["Rome", "Rome"]
+  # "Porta Pia" (port ##a pia) crossing the cut: its first piece is the last one kept
+  room = tok.text_room("which gate?", "T")
+  text = " ".join(["house"] * (room - 1)) + " Porta Pia stands there"
+  enc = tok.encode("which gate?", "T", text)
+  assert enc.text_end - enc.text_start == room
+  assert reader_data.span_text(enc, enc.text_end - 1, enc.text_end - 1) == "Port"
+  assert reader_data.find_spans(enc, ["Porta Pia"], tok) == []
+
+
+def test_a_positive_past_the_cut_is_read_as_a_window(tok):
+  """The answer lies past the length cut: the training positive is the window that holds it
+  (its characters map back into the passage), and a question with no answer anywhere is
+  skipped and counted."""
+  from dpr_jax.data import examples
+  room = tok.text_room("which gate?", "T")
+  words = [f"w{i}" for i in range(3 * room)]
+  text = " ".join(words) + " Porta Pia stands there"
+  pos = examples.Passage("T", text)
+  ex = examples.Example("which gate?", ("Porta Pia",), (pos,), (examples.Passage("N", "no"),), ())
+  enc, spans, windowed, _ = reader_data.positive_input(ex, np.random.default_rng(0), tok)
+  assert windowed and len(enc.ids) <= tok.max_length
+  assert [reader_data.span_text(enc, s, e) for s, e in spans] == ["Porta Pia"]
+  s, e = spans[0]
+  a = enc.offsets[s - enc.text_start][0]
+  assert text[a: a + len("Porta Pia")] == "Porta Pia" and a == text.index("Porta Pia")
+  none = examples.Example("q", ("Madrid",), (pos,), (), ())
+  b, stats = reader_data.train_batch([none, ex, ex], [0, 1, 2], np.random.default_rng(0), tok,
+                                     questions=2, passages=2)
+  assert stats == {"skipped_no_answer": 1, "windowed_positives": 2}
+  assert b["input_ids"].shape[:2] == (2, 2) and b["span_mask"][:, 0].tolist() == [1, 1]
+  with pytest.raises(reader_data.ReaderDataError, match="only 0 of 1 candidate questions"):
+    reader_data.train_batch([none], [0], np.random.default_rng(0), tok, questions=1, passages=2)
+
+
+def test_scoring_options_on_hand_made_readings():
+  """select: the highest selection logit; joint: span + selection across passages; fused: joint
+  + the standardised retriever score; only the first k readings count."""
+  from dpr_jax.reader.predict import Reading, choose
+  r = [Reading("a", span_score=1.0, select=2.0, title="", text=""),
+       Reading("b", span_score=4.0, select=0.5, title="", text=""),
+       Reading("c", span_score=3.0, select=1.0, title="", text="")]
+  assert choose(r, 3, "select") == (0, 2.0)
+  assert choose(r, 3, "joint") == (1, 4.5)
+  assert choose(r, 1, "joint") == (0, 3.0)
+  scores = [10.0, 0.0, 20.0]            # mean 10, std sqrt(200/3): z = 0, -1.2247, 1.2247
+  z = np.array([0.0, -1.0, 1.0]) * np.sqrt(1.5)
+  j, s = choose(r, 3, "fused", scores, fusion_weight=1.0)
+  assert j == 2 and s == pytest.approx(4.0 + z[2])
+  assert choose(r, 3, "fused", scores, fusion_weight=0.1)[0] == 1
+  with pytest.raises(ValueError, match="needs a retriever score"):
+    choose(r, 3, "fused", None)
+
+
 def test_marginal_loss_matches_hand_computation():
   # 1 question, 2 passages (positive first), 4 tokens; text tokens are 1..3 of each passage.
   start = np.array([[[0.0, 1.0, 2.0, 0.5], [0.0, 0.0, 0.0, 0.0]]], np.float32)
@@ -96,7 +152,7 @@ def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
   c.data.train_results, c.data.dev_results = str(tmp_path / "train.json"), str(tmp_path / "dev.json")
   c.data.passages, c.data.max_length = "", 48
   c.train.batch_questions, c.train.max_steps, c.train.log_every = 8, 3, 1
-  c.eval.every, c.eval.top_k, c.eval.batch_questions = 3, 4, 8
+  c.eval.every, c.eval.top_k, c.eval.batch_questions, c.eval.at_start = 3, 4, 8, False
   last = reader_train.train(c, tmp_path / "reader")
   lines = [json.loads(l) for l in (tmp_path / "reader/metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines if "train/loss" in l] == [1, 2, 3]
@@ -114,6 +170,35 @@ def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
                             if w not in ("a", "an", "the"))
   em = np.mean([norm(p["prediction"]) in {norm(a) for a in p["answers"]} for p in preds])
   assert f"EM {100 * em:.2f}" in capsys.readouterr().out
+
+
+def test_tiny_reader_learns_a_synthetic_task(tmp_path):
+  """A 1-layer random BERT learns to select the passage that names the capital and to read the
+  city from it: EM ~0 before training, >= 0.9 after 40 steps (seconds). The validation
+  questions' passages are shuffled, so the rank of the positive says nothing."""
+  from dpr_jax.reader import train as reader_train
+  from dpr_jax.configs import reader_squad
+  rng = np.random.default_rng(0)
+  rows = _results(40, rng)
+  for r in rows[32:]:
+    rng.shuffle(r["ctxs"])
+  (tmp_path / "train.json").write_text(json.dumps(rows[:32]))
+  (tmp_path / "dev.json").write_text(json.dumps(rows[32:]))
+  c = reader_squad.get_config()
+  c.model.init = "random"
+  c.model.bert = ml_collections.ConfigDict(dict(hidden_size=64, num_hidden_layers=1,
+                                                num_attention_heads=4, intermediate_size=128,
+                                                max_position_embeddings=64))
+  c.data.train_results, c.data.dev_results = str(tmp_path / "train.json"), str(tmp_path / "dev.json")
+  c.data.passages, c.data.max_length, c.data.passages_per_question = "", 48, 4
+  c.train.batch_questions, c.train.max_steps, c.train.log_every, c.train.save_every = 8, 40, 10, 0
+  c.optim.lr, c.optim.warmup_steps, c.optim.weight_decay = 3e-3, 4, 0.0
+  c.eval.every, c.eval.at_start, c.eval.top_k, c.eval.batch_questions = 40, True, 4, 8
+  reader_train.train(c, tmp_path / "reader")
+  lines = [json.loads(l) for l in (tmp_path / "reader/metrics.jsonl").read_text().splitlines()]
+  em = {l["step"]: l["eval/em"] for l in lines if "eval/em" in l}
+  assert sorted(em) == [0, 40]
+  assert em[0] <= 0.25 and em[40] >= 0.9, em
 
 
 def _corpus(tmp_path, rows):

@@ -25,8 +25,14 @@ def get_config():
   del c.loss
 
   c.data = d = ml_collections.ConfigDict()
-  d.train_results = ""           # retrieval results on the training questions
-  d.dev_results = ""             # retrieval results on the validation questions
+  d.train_files = ""             # DPR training files: gold positives + hard negatives
+  d.train_results = ""           # and/or retrieval results on the training questions
+  d.dev_results = ""             # retrieval results on the validation questions (end to end)
+  d.dev_file = ""                # else a DPR file: validation on its gold paragraphs
+  d.prepare = ""                 # `squad`: build train/dev files with dpr_jax.tools.prepare
+  d.prepare_dir = ""             # default <workdir>/data
+  d.prepare_args = ml_collections.ConfigDict()
+  d.keep_negatives = 8           # negatives kept in memory per question (DPR files)
   d.passages = ""                # corpus TSV, for results written with --no_text
   d.top = 100                    # retrieved passages considered per training question
   d.passages_per_question = 24   # 1 positive + 23 negatives

@@ -1,17 +1,25 @@
 """End-to-end open-domain QA: retrieve passages, read them, answer.
 
-  python -m dpr_jax.answer --reader runs/reader --retriever bm25 \\
-      --passages ../shared/data/squad/paragraphs.tsv.gz --questions data/squad/dev.qas.jsonl \\
-      --out predictions.json [--top_k 10] [--limit 300]
-  python -m dpr_jax.answer --reader runs/reader --retriever dense --model runs/squad \\
-      --embeddings emb/squad --passages ../shared/data/squad/paragraphs.tsv.gz --interactive
-  python -m dpr_jax.answer --reader runs/reader --results results.json --passages ... --out ...
+  python -m dpr_jax.answer --reader runs/reader --retriever hybrid --model minilm \\
+      --embeddings emb/minilm --passages ../shared/data/squad/paragraphs.tsv.gz \\
+      --questions data/squad/dev.qas.jsonl --out predictions.json [--top_k 10] [--limit 300]
+  python -m dpr_jax.answer --reader runs/reader --retriever bm25 --passages ... --interactive
+  # several retrievers' results files at once: their passages are read once, and EM / F1 are
+  # printed for each file x k x scoring
+  python -m dpr_jax.answer --reader runs/reader --passages ... --top_k 20 --report_k 1,5,10,20 \\
+      --results runs/ret/bm25.json,runs/ret/dense.json,runs/ret/hybrid.json --report grid.json
+  # reading comprehension: each question's gold paragraph only (a DPR training-format file)
+  python -m dpr_jax.answer --reader runs/reader --gold data/squad/dev.jsonl.gz
 
 The retrieval flags are `dpr_jax.retrieval.retrieve`'s (dense / bm25 / hybrid; `--index mesh`
-searches with the embeddings sharded over all devices); `--results` reads an existing results
-file instead. Predictions: JSON list of {question, answers, prediction, title,
-passage_id, passage_rank, score}; EM and F1 (SQuAD normalisation) are printed when the questions
-have answers. `--interactive`: type a question, get the answer, its title and passage.
+searches with the embeddings sharded over all devices); `--results` reads existing results
+files instead. Scorings (`--scoring`, `dpr_jax.reader.predict`): `select` (DPR: the passage the
+selection head ranks first), `joint` (span + passage score across the k passages), `fused`
+(joint + the retriever's standardised score). Predictions (`--out`): a JSON list of {question,
+answers, prediction, title, passage_id, passage_rank, passage, span_score, passage_score,
+retriever_score} (with several results files, an object of such lists by file); EM and F1 (SQuAD
+normalisation) are printed when the questions have answers. `--interactive`: type a question, get
+the answer, its passage and scores.
 """
 from __future__ import annotations
 
@@ -21,28 +29,87 @@ import jax
 from flax import nnx
 
 from dpr_jax.data.textio import write_json
+from dpr_jax.reader import predict as P
 
 
 class QA:
   """A loaded reader (and its compiled forward pass) that answers retrieval results."""
 
   def __init__(self, reader_dir, which: str = "best", top_k: int = 10,
-               max_answer_length: int = 10, batch_questions: int = 4):
+               max_answer_length: int = 10, batch_size: int = 32, scoring: str = "select",
+               fusion_weight: float = 1.0):
     from dpr_jax.training import sharding
-    from dpr_jax.reader.train import load_reader, make_forward
+    from dpr_jax.reader.train import load_reader
     model, self.tok, self.step = load_reader(reader_dir, which)
     graphdef, state = nnx.split(model)
     self.mesh = sharding.make_mesh(devices=jax.local_devices())
     self.params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(self.mesh))
-    self.forward = make_forward(graphdef)
+    self.forward = P.make_forward(graphdef)
     self.top_k, self.max_answer_length = top_k, max_answer_length
-    self.batch_questions = batch_questions
+    self.batch_size, self.scoring, self.fusion_weight = batch_size, scoring, fusion_weight
 
-  def __call__(self, results: list[dict]) -> list[dict]:
-    from dpr_jax.reader.train import predict
-    return predict(self.forward, self.params, results, self.tok, top_k=self.top_k,
-                   batch_questions=self.batch_questions,
-                   max_answer_length=self.max_answer_length, mesh=self.mesh)
+  def read(self, results: list[dict], progress: bool = True) -> list[list[P.Reading]]:
+    return P.read_results(self.forward, self.params, results, self.tok, top_k=self.top_k,
+                          batch_size=self.batch_size, max_answer_length=self.max_answer_length,
+                          mesh=self.mesh, progress=progress)
+
+  def __call__(self, results: list[dict], progress: bool = False) -> list[dict]:
+    return [P.prediction(r, rd, self.top_k, self.scoring, self.fusion_weight)
+            for r, rd in zip(results, self.read(results, progress))]
+
+
+def _key(c: dict):
+  return c["id"] if c.get("id") is not None else (c.get("title"), c["text"])
+
+
+def check_same_questions(sources: dict[str, list[dict]]) -> None:
+  """Several results files must hold the same questions in the same order."""
+  names = list(sources)
+  first = sources[names[0]]
+  for name in names[1:]:
+    rows = sources[name]
+    if len(rows) != len(first):
+      raise ValueError(f"{name}: expected the {len(first)} questions of {names[0]}, "
+                       f"found {len(rows)}")
+    for i, (a, b) in enumerate(zip(first, rows)):
+      if a["question"] != b["question"]:
+        raise ValueError(f"{name}: record {i}: expected the question {a['question'][:60]!r} "
+                         f"of {names[0]}, found {b['question'][:60]!r}")
+
+
+def read_sources(qa: QA, sources: dict[str, list[dict]]) -> dict[str, list[list[P.Reading]]]:
+  """Several results files on the same questions -> each one's readings; a (question, passage)
+  pair that several files retrieved is read once."""
+  names = list(sources)
+  first = sources[names[0]]
+  check_same_questions(sources)
+  union = []
+  for i in range(len(first)):
+    ctxs = {}
+    for name in names:
+      for c in sources[name][i]["ctxs"][: qa.top_k]:
+        ctxs.setdefault(_key(c), c)
+    union.append({"question": first[i]["question"], "ctxs": list(ctxs.values())})
+  read_union = qa.read(union)
+  by_key = [dict(zip(map(_key, u["ctxs"]), rd)) for u, rd in zip(union, read_union)]
+  return {name: [[by_key[i][_key(c)] for c in row["ctxs"][: qa.top_k]]
+                 for i, row in enumerate(sources[name])] for name in names}
+
+
+def grid(sources: dict, readings: dict, ks, scorings, fusion_weight: float) -> list[dict]:
+  """EM / F1 of every results file x k x scoring (`fused` only where every passage has a
+  retriever score)."""
+  rows = []
+  for name, results in sources.items():
+    scored = all(P.retriever_scores(r) is not None for r in results)
+    for k in ks:
+      for sc in (s for s in scorings if scored or s != "fused"):
+        preds = [P.prediction(r, rd, k, sc, fusion_weight)
+                 for r, rd in zip(results, readings[name])]
+        s = P.score(preds)
+        rows.append({"results": name, "k": k, "scoring": sc, "em": 100 * s["em"],
+                     "f1": 100 * s["f1"], "questions": s["count"]})
+  return rows
 
 
 def interactive(settings, qa: QA, lines=None, out=None) -> None:
@@ -62,8 +129,25 @@ def interactive(settings, qa: QA, lines=None, out=None) -> None:
     except cli.DOMAIN_ERRORS as e:
       print(f"error: {cli.message(e)}", file=sys.stderr, flush=True)
       continue
+    rs = "" if p["retriever_score"] is None else f", retriever {p['retriever_score']:.2f}"
     print(f"answer: {p['prediction']}\n  from: {p['title']} (passage {p['passage_id']}, "
-          f"rank {p['passage_rank'] + 1})\n  {p['passage'][:400]}\n", file=out, flush=True)
+          f"rank {p['passage_rank'] + 1}; span {p['span_score']:.2f}, passage "
+          f"{p['passage_score']:.2f}{rs})\n  {p['passage'][:400]}\n", file=out, flush=True)
+
+
+def _sources(a, settings) -> dict[str, list[dict]]:
+  """The results to read, by name: --results files, --gold paragraphs, or live retrieval."""
+  from dpr_jax.data.corpus import read_corpus
+  from dpr_jax.retrieval import retrieve as retrieve_lib
+  if a.gold:
+    from dpr_jax.data import examples
+    from dpr_jax.reader.train import gold_rows
+    return {a.gold: gold_rows(examples.load_dataset(a.gold, 0, a.limit))}
+  if a.results:
+    from dpr_jax.reader.data import load_results
+    corpus = read_corpus(a.passages) if a.passages else None
+    return {f: load_results(f, corpus, a.limit) for f in a.results.split(",") if f}
+  return {"retrieved": retrieve_lib.retrieve(retrieve_lib.read_questions(a), settings)}
 
 
 def main(argv=None):
@@ -72,39 +156,61 @@ def main(argv=None):
   ap = cli.Parser("python -m dpr_jax.answer", __doc__)
   retrieve_lib.add_retrieval_args(ap)
   cli.add_questions_args(ap, required=False)
-  ap.add_argument("--reader", required=True, help="reader training workdir")
-  ap.add_argument("--reader_which", choices=["best", "latest"], default="best")
-  ap.add_argument("--results", help="read this results JSON instead of retrieving")
-  ap.add_argument("--top_k", type=cli.positive_int, default=10,
-                  help="passages read per question (and retrieved)")
-  ap.add_argument("--max_answer_length", type=cli.positive_int, default=10, help="tokens (DPR: 10)")
-  ap.add_argument("--out", help="predictions JSON")
-  ap.add_argument("--interactive", action="store_true")
+  g = ap.add_argument_group("reader")
+  g.add_argument("--reader", required=True, help="reader training workdir")
+  g.add_argument("--reader_which", choices=["best", "latest"], default="best")
+  g.add_argument("--results", help="read these results JSON files (comma-separated) instead "
+                 "of retrieving; they must hold the same questions in the same order")
+  g.add_argument("--gold", help="read each question's gold paragraph only: a DPR training-format "
+                 "file (positive_ctxs)")
+  g.add_argument("--top_k", type=cli.positive_int, default=10,
+                 help="passages read per question (and retrieved)")
+  g.add_argument("--scoring", choices=P.SCORINGS, default="select",
+                 help="how the answer is chosen among the passages read")
+  g.add_argument("--fusion_weight", type=float, default=1.0, help="for --scoring fused")
+  g.add_argument("--report_k", help="comma-separated k <= top_k: print EM / F1 of every results "
+                 "file x k x scoring")
+  g.add_argument("--report", help="write that table as JSON")
+  g.add_argument("--max_answer_length", type=cli.positive_int, default=10, help="tokens (DPR: 10)")
+  g.add_argument("--batch_size", type=cli.positive_int, default=32, help="passages per forward")
+  g.add_argument("--out", help="predictions JSON")
+  g.add_argument("--interactive", action="store_true")
   a = ap.parse_args(argv)
-  if not (a.results or a.questions or a.interactive):
-    raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results or "
+  if not (a.results or a.gold or a.questions or a.interactive):
+    raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results, --gold or "
                          "--interactive, found none of them")
+  ks = [int(k) for k in a.report_k.split(",")] if a.report_k else []
+  if any(k < 1 or k > a.top_k for k in ks):
+    raise cli.UsageError(f"{ap.prog}: --report_k values must be in 1..--top_k ({a.top_k}), "
+                         f"found {a.report_k}")
   # Retrieve exactly the passages the reader reads.
   settings = retrieve_lib.settings(a, a.top_k)
-  if a.results:
-    from dpr_jax.data.corpus import read_corpus
-    from dpr_jax.reader.data import load_results
-    results = load_results(a.results, read_corpus(a.passages), a.limit)
-  elif not a.interactive:
-    results = retrieve_lib.retrieve(retrieve_lib.read_questions(a), settings)
-  qa = QA(a.reader, a.reader_which, a.top_k, a.max_answer_length)
+  sources = None if a.interactive else _sources(a, settings)
+  if sources:
+    check_same_questions(sources)
+  qa = QA(a.reader, a.reader_which, a.top_k, a.max_answer_length, a.batch_size, a.scoring,
+          a.fusion_weight)
   if a.interactive:
     return interactive(settings, qa)
-  from dpr_jax.reader.train import score
-  preds = qa(results)
+  readings = read_sources(qa, sources)
+  preds = {name: [P.prediction(r, rd, a.top_k, a.scoring, a.fusion_weight)
+                  for r, rd in zip(rows, readings[name])] for name, rows in sources.items()}
   if a.out:
-    write_json(a.out, preds)
-  if any(p["answers"] for p in preds):
-    s = score(preds)
-    print(f"{s['count']} questions, top {a.top_k} passages read: "
-          f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
-  else:
-    print(f"{len(preds)} questions answered; they have no answers, so no EM / F1 can be computed")
+    write_json(a.out, next(iter(preds.values())) if len(preds) == 1 else preds)
+  for name, pp in preds.items():
+    if any(p["answers"] for p in pp):
+      s = P.score(pp)
+      print(f"{name}: {s['count']} questions, top {a.top_k} passages read ({a.scoring}): "
+            f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
+    else:
+      print(f"{name}: {len(pp)} questions answered; they have no answers, so no EM / F1 can "
+            "be computed")
+  if ks:
+    table = grid(sources, readings, ks, P.SCORINGS, a.fusion_weight)
+    for r in table:
+      print(f"{r['results']}\tk={r['k']}\t{r['scoring']}\tEM {r['em']:.2f}\tF1 {r['f1']:.2f}")
+    if a.report:
+      write_json(a.report, {"reader": a.reader, "top_k": a.top_k, "rows": table})
 
 
 if __name__ == "__main__":

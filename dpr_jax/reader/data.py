@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from dpr_jax.data import buckets
+from dpr_jax.data import buckets, examples
 
 
 class ReaderDataError(ValueError):
@@ -72,15 +72,24 @@ class ReaderTokenizer:
     enc = self.hf(text, add_special_tokens=False, return_offsets_mapping=True)
     return enc["input_ids"], [tuple(o) for o in enc["offset_mapping"]]
 
-  def encode(self, question: str, title: str, text: str) -> Encoded:
+  def _head(self, question: str, title: str) -> list[int]:
     q = self.pieces(question)[0][: self.question_max_length]
     t = self.pieces(title)[0] if title else []
     head = [self.cls] + q + [self.sep] + (t + [self.sep] if t else [])
     if len(head) > self.max_length // 2:  # a very long title never crowds out the text
       head = head[: self.max_length // 2 - 1] + [self.sep]
+    return head
+
+  def text_room(self, question: str, title: str) -> int:
+    """How many text pieces fit after the question and title."""
+    return max(0, self.max_length - len(self._head(question, title)) - 1)
+
+  def encode(self, question: str, title: str, text: str, first: int = 0) -> Encoded:
+    """The text read from its `first` piece on (0: from the start), cut at max_length."""
+    head = self._head(question, title)
     ids, offsets = self.pieces(text)
     room = max(0, self.max_length - len(head) - 1)
-    ids, offsets = ids[:room], offsets[:room]
+    ids, offsets = ids[first: first + room], offsets[first: first + room]
     return Encoded(head + ids + [self.sep], len(head), len(head) + len(ids), offsets, text, title)
 
   def answer_pieces(self, answer: str) -> list[int]:
@@ -108,37 +117,98 @@ def span_text(enc: Encoded, s: int, e: int) -> str:
   return enc.text[enc.offsets[a][0]: enc.offsets[b][1]]
 
 
-@dataclasses.dataclass
-class TrainItem:
-  question: str
-  answers: list[str]
-  positives: list[Encoded]
-  positive_spans: list[list[tuple[int, int]]]
-  negatives: list[Encoded]
-
-
-def train_items(results: list[dict], tok: ReaderTokenizer, *, top: int = 100,
-                max_positives: int = 10) -> tuple[list[TrainItem], dict]:
-  """DPR's reader training data: positives are top-`top` passages with an answer that survives
-  truncation, negatives those without an answer. Questions without a positive are skipped and
-  counted (returned in the stats)."""
-  items, stats = [], {"questions": len(results), "skipped_no_positive": 0}
+def examples_from_results(results: list[dict], top: int = 100) -> list[examples.Example]:
+  """Retrieval results -> DPR training examples: the top-`top` passages marked `has_answer` are
+  positives, the others hard negatives (spans are checked when a batch is built)."""
+  out = []
   for r in results:
-    pos, spans, neg = [], [], []
-    for c in r["ctxs"][:top]:
-      enc = tok.encode(r["question"], c.get("title", ""), c["text"])
-      if c.get("has_answer"):
-        found = find_spans(enc, r["answers"], tok)
-        if found and len(pos) < max_positives:
-          pos.append(enc)
-          spans.append(found)
-      else:
-        neg.append(enc)
-    if not pos:
-      stats["skipped_no_positive"] += 1
+    ctxs = r["ctxs"][:top]
+    psg = lambda c: examples.Passage(str(c.get("title") or ""), c["text"],
+                                     None if c.get("id") is None else str(c["id"]))
+    out.append(examples.Example(r["question"], tuple(r["answers"]),
+                                tuple(psg(c) for c in ctxs if c.get("has_answer")),
+                                tuple(psg(c) for c in ctxs if not c.get("has_answer")), ()))
+  return out
+
+
+def positive_input(ex: examples.Example, rng: np.random.Generator, tok: ReaderTokenizer,
+                   max_positives: int = 10):
+  """A random positive of `ex` -> (Encoded, answer spans, windowed, Passage) or None when
+  no positive holds an answer. A positive whose answers all lie past the length cut is read as
+  the window that starts `window_start` pieces in (so long passages still teach)."""
+  for k in rng.permutation(min(len(ex.positives), max_positives)):
+    p = ex.positives[int(k)]
+    enc = tok.encode(ex.question, p.title, p.text)
+    found = find_spans(enc, ex.answers, tok)
+    if found:
+      return enc, found, False, p
+    first = window_start(tok, ex.question, p.title, p.text, ex.answers)
+    if first is not None:
+      enc = tok.encode(ex.question, p.title, p.text, first=first)
+      found = find_spans(enc, ex.answers, tok)
+      if found:
+        return enc, found, True, p
+  return None
+
+
+def window_start(tok: ReaderTokenizer, question: str, title: str, text: str, answers):
+  """The first text piece of a window that holds the first answer occurrence past the cut near
+  its middle; None when no answer occurs in the text."""
+  pieces = tok.pieces(text)[0]
+  room = tok.text_room(question, title)
+  for a in answers:
+    ap = tok.answer_pieces(a)
+    for i in range(len(pieces) - len(ap) + 1) if ap else ():
+      if pieces[i: i + len(ap)] == ap:
+        return max(0, min(i - (room - len(ap)) // 2, len(pieces) - room))
+  return None
+
+
+def train_batch(exs: list[examples.Example], candidates: list[int], rng: np.random.Generator,
+                tok: ReaderTokenizer, *, questions: int, passages: int, max_spans: int = 10,
+                bucket_multiple: int = 0) -> tuple[dict[str, np.ndarray], dict]:
+  """The first `questions` of `candidates` (indices into `exs`) whose positive holds an answer
+  -> (batch, stats). Each row: one positive (index 0) + `passages`-1 negatives (its hard
+  negatives, then its other negatives, then negatives of the batch's other questions). Inputs
+  are padded to the longest rounded up to a multiple of `bucket_multiple` (at most the
+  tokenizer's max_length; 0: to it), `dpr_jax.data.buckets`. stats: skipped questions (no
+  answer in any positive) and positives read as a window past the cut."""
+  rows, starts, ends, masks, own, qs, positives = [], [], [], [], [], [], []
+  stats = {"skipped_no_answer": 0, "windowed_positives": 0}
+  for i in candidates:
+    if len(rows) == questions:
+      break
+    ex = exs[i]
+    pos = positive_input(ex, rng, tok)
+    if pos is None:
+      stats["skipped_no_answer"] += 1
       continue
-    items.append(TrainItem(r["question"], r["answers"], pos, spans, neg))
-  return items, stats
+    enc, found, windowed, psg = pos
+    stats["windowed_positives"] += int(windowed)
+    negs = list(ex.hard_negatives) + list(ex.negatives)
+    pick = [negs[j] for j in rng.permutation(len(negs))[: passages - 1]]
+    own.append(pick)
+    qs.append(ex.question)
+    positives.append(psg)
+    rows.append([enc] + [tok.encode(ex.question, n.title, n.text) for n in pick])
+    sp = found[:max_spans]
+    starts.append([s for s, _ in sp] + [0] * (max_spans - len(sp)))
+    ends.append([e for _, e in sp] + [0] * (max_spans - len(sp)))
+    masks.append([1] * len(sp) + [0] * (max_spans - len(sp)))
+  if len(rows) < questions:
+    raise ReaderDataError(f"only {len(rows)} of {len(candidates)} candidate questions have an "
+                          f"answer in a positive passage; {questions} are needed per batch")
+  for k, row in enumerate(rows):  # too few own negatives: other questions' passages
+    others = [n for j, pick in enumerate(own) if j != k for n in pick] or [
+        pos for j, pos in enumerate(positives) if j != k]
+    while len(row) < passages:
+      n = others[int(rng.integers(len(others)))] if others else positives[k]
+      row.append(tok.encode(qs[k], n.title, n.text))
+  longest = max(len(e.ids) for row in rows for e in row)
+  b = pad_inputs(rows, buckets.bucket_length(longest, bucket_multiple, tok.max_length))
+  b.update(span_start=np.array(starts, np.int32), span_end=np.array(ends, np.int32),
+           span_mask=np.array(masks, np.int32))
+  return b, stats
 
 
 def pad_inputs(encs: list[list[Encoded]], length: int) -> dict[str, np.ndarray]:
@@ -152,28 +222,3 @@ def pad_inputs(encs: list[list[Encoded]], length: int) -> dict[str, np.ndarray]:
       out["attention_mask"][i, j, : len(e.ids)] = 1
       out["text_mask"][i, j, e.text_start: e.text_end] = 1
   return out
-
-
-def train_batch(items: list[TrainItem], rng: np.random.Generator, passages: int, length: int,
-                max_spans: int = 10, bucket_multiple: int = 0) -> dict[str, np.ndarray]:
-  """N items -> a batch of one positive (index 0) + `passages`-1 negatives each (fewer
-  negatives are filled with other positives' neighbours: a random negative of another item).
-  Inputs are padded to the longest rounded up to a multiple of `bucket_multiple` (at most
-  `length`; 0: to `length`), `dpr_jax.data.buckets`."""
-  rows, starts, ends, masks = [], [], [], []
-  all_negs = [e for it in items for e in it.negatives] or [items[0].positives[0]]
-  for it in items:
-    k = int(rng.integers(len(it.positives)))
-    negs = [it.negatives[i] for i in rng.permutation(len(it.negatives))[: passages - 1]]
-    while len(negs) < passages - 1:
-      negs.append(all_negs[int(rng.integers(len(all_negs)))])
-    rows.append([it.positives[k]] + negs)
-    sp = it.positive_spans[k][:max_spans]
-    starts.append([s for s, _ in sp] + [0] * (max_spans - len(sp)))
-    ends.append([e for _, e in sp] + [0] * (max_spans - len(sp)))
-    masks.append([1] * len(sp) + [0] * (max_spans - len(sp)))
-  longest = max(len(e.ids) for row in rows for e in row)
-  b = pad_inputs(rows, buckets.bucket_length(longest, bucket_multiple, length))
-  b.update(span_start=np.array(starts, np.int32), span_end=np.array(ends, np.int32),
-           span_mask=np.array(masks, np.int32))
-  return b

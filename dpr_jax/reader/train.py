@@ -19,15 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.experimental import multihost_utils
-from tqdm import tqdm
 
-from dpr_jax.data import answers
 from dpr_jax.training import harness, sharding, steps
 from dpr_jax.training.loading import build_reader, load_trained, tokenizer_path
 from dpr_jax.reader import data as reader_data
 from dpr_jax.models.bert import example_keys
-from dpr_jax.models.reader import best_span, reader_loss
+from dpr_jax.models.reader import reader_loss
+from dpr_jax.reader.predict import make_forward, predict, score  # noqa: F401 (re-exported)
 
 log = logging.getLogger("dpr_jax")
 # What defines a reader run: a re-run on a workdir that recorded other values is refused.
@@ -50,92 +48,77 @@ def make_step(graphdef, tx, schedule, mesh, state_shardings=None):
                                 state_shardings)
 
 
-def _to_host(x: jax.Array) -> np.ndarray:
-  """A global array's values on every process."""
-  if x.is_fully_addressable:
-    return np.asarray(x)
-  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+def gold_rows(dataset) -> list[dict]:
+  """DPR examples -> results rows whose only passage is the first positive (the gold
+  paragraph): validation of the reader alone."""
+  return [{"question": ex.question, "answers": list(ex.answers),
+           "ctxs": [{"id": ex.positives[0].pid, "title": ex.positives[0].title,
+                     "text": ex.positives[0].text, "has_answer": True}]}
+          for ex in dataset.examples]
 
 
-def _encode_chunk(chunk: list[dict], tok, top_k: int, bq: int, first: int):
-  """Up to `bq` results -> [bq][k] encodings of their top `top_k` passages (short rows repeat
-  their last passage; missing rows repeat the first result)."""
-  encs = [[tok.encode(r["question"], c.get("title", ""), c["text"]) for c in r["ctxs"][:top_k]]
-          for r in chunk]
-  for i, e in enumerate(encs):
-    if not e:
-      raise reader_data.ReaderDataError(
-          f"result {first + i} ({chunk[i]['question'][:60]!r}): no retrieved passages to read")
-  k = max(len(e) for e in encs)
-  for e in encs:  # fewer than k passages: repeat the last (never selected twice in practice)
-    e += [e[-1]] * (k - len(e))
-  return encs + [encs[0]] * (bq - len(encs))
-
-
-def predict(forward, params, results, tok, *, top_k: int, batch_questions: int,
-            max_answer_length: int, mesh) -> list[dict]:
-  """Reads the top `top_k` passages of each result -> [{question, answers, prediction, title,
-  passage_id, passage_rank, score}]: the best span of the passage the selection head ranks
-  first. Every process reads its share of each batch and receives every prediction."""
-  preds = []
-  n_dev = sharding.batch_size_multiple(mesh)
-  bq = -(-batch_questions // n_dev) * n_dev
-  for s in tqdm(range(0, len(results), bq), desc="read", unit="batch", mininterval=2,
-                disable=len(results) <= bq or jax.process_index() != 0):
-    chunk = results[s: s + bq]
-    encs = _encode_chunk(chunk, tok, top_k, bq, s)
-    b = reader_data.pad_inputs(encs, tok.max_length)
-    g = sharding.host_to_global(
-        harness.local_rows({"ids": b["input_ids"], "mask": b["attention_mask"]}), mesh)
-    start, end, select = (_to_host(x) for x in forward(params, g["ids"], g["mask"]))
-    for i, r in enumerate(chunk):
-      j = int(np.argmax(select[i, : min(top_k, len(r["ctxs"]))]))
-      s_, e_, sc = best_span(start[i, j], end[i, j], b["text_mask"][i, j], max_answer_length)
-      enc = encs[i][j]
-      pred = reader_data.span_text(enc, s_, e_) if enc.text_end > enc.text_start else ""
-      preds.append({"question": r["question"], "answers": r["answers"], "prediction": pred,
-                    "passage_id": r["ctxs"][j].get("id"), "passage_rank": j,
-                    "title": enc.title, "passage": enc.text, "score": sc})
-  return preds
-
-
-def score(preds: list[dict]) -> dict:
-  em = [answers.exact_match(p["prediction"], p["answers"]) for p in preds]
-  f = [answers.f1(p["prediction"], p["answers"]) for p in preds]
-  return {"em": float(np.mean(em)) if em else 0.0, "f1": float(np.mean(f)) if f else 0.0,
-          "count": len(preds)}
-
-
-def make_forward(graphdef):
-  return jax.jit(lambda params, ids, mask: nnx.merge(graphdef, params)(ids, mask))
-
-
-def _load_data(config, tok):
-  """-> (training items, dev results or None)."""
+def _load_data(config, workdir: Path):
+  """-> (training examples, dev results rows or None). Training examples come from DPR training
+  files (`data.train_files`, or the folder `data.prepare` builds: gold positives and BM25 hard
+  negatives) and/or a results file on training questions (`data.train_results`); validation
+  from a results file (`data.dev_results`: end to end over its top `eval.top_k`) or else a DPR
+  file's gold paragraphs (`data.dev_file`)."""
+  from dpr_jax.data import examples
   from dpr_jax.data.corpus import read_corpus
+  from dpr_jax.training.loop import prepared_files
   dc, ec = config.data, config.eval
-  corpus = read_corpus(dc.passages) if dc.passages else None
-  items, stats = reader_data.train_items(
-      reader_data.load_results(dc.train_results, corpus, dc.max_train_questions or None), tok,
-      top=dc.top)
+  if dc.train_results or dc.train_files:  # named data: nothing to prepare
+    train_files, dev_file = [f for f in dc.train_files.split(",") if f], dc.dev_file
+  else:
+    train_files, dev_file = prepared_files(dc, workdir)
+  corpus = read_corpus(dc.passages) if dc.passages and (dc.train_results or dc.dev_results) \
+      else None
+  limit = dc.max_train_questions or None
+  exs, skipped = [], 0
+  for f in train_files:
+    ds = examples.load_dataset(f, dc.keep_negatives, limit)
+    exs += ds.examples
+    skipped += ds.skipped_no_positive
+  if dc.train_results:
+    rows = reader_data.load_results(dc.train_results, corpus, limit)
+    more = reader_data.examples_from_results(rows, dc.top)
+    skipped += sum(not ex.positives for ex in more)
+    exs += [ex for ex in more if ex.positives]
   log.info("reader training data: %d questions, %d skipped without a positive passage",
-           len(items), stats["skipped_no_positive"])
-  if not items:
+           len(exs), skipped)
+  if not exs:
     raise reader_data.ReaderDataError(
-        f"{dc.train_results}: no question has a retrieved passage with an answer")
-  dev = (reader_data.load_results(dc.dev_results, corpus, ec.max_questions or None)
-         if dc.dev_results else None)
-  return items, dev
+        f"{dc.train_results or ','.join(train_files)}: no question has a positive passage")
+  if dc.dev_results:
+    dev = reader_data.load_results(dc.dev_results, corpus, ec.max_questions or None)
+  elif dev_file:
+    dev = gold_rows(examples.load_dataset(dev_file, 0, ec.max_questions or None))
+  else:
+    dev = None
+  return exs, dev
 
 
-def global_batch(items, step: int, config) -> dict[str, np.ndarray]:
-  """Step `step`'s whole batch, a function of (seed, step) alone: every process builds the same
-  one (and takes its rows), and a resumed run sees the batches it would have."""
+def global_batch(exs, tok, step: int, config) -> tuple[dict[str, np.ndarray], dict]:
+  """Step `step`'s whole batch and its data stats, a function of (seed, step) alone: every
+  process builds the same one (and takes its rows), and a resumed run sees the batches it would
+  have. Questions are read in a per-epoch random order; one with no answer in its positives is
+  replaced by random others (counted)."""
   dc, tc = config.data, config.train
+  n, bq = len(exs), tc.batch_questions
+  first = step * bq
+  order = {}
+  cands = []
+  for i in range(first, first + bq):
+    epoch = i // n
+    if epoch not in order:
+      order[epoch] = np.random.default_rng([tc.seed, epoch]).permutation(n)
+    cands.append(int(order[epoch][i % n]))
   rng = np.random.default_rng([tc.seed, step])
-  sel = rng.choice(len(items), tc.batch_questions, replace=len(items) < tc.batch_questions)
-  return reader_data.train_batch([items[i] for i in sel], rng, dc.passages_per_question,
-                                 dc.max_length, bucket_multiple=dc.bucket_multiple)
+  cands += [int(i) for i in rng.integers(0, n, 4 * bq)]
+  b, stats = reader_data.train_batch(exs, cands, rng, tok, questions=bq,
+                                     passages=dc.passages_per_question,
+                                     bucket_multiple=dc.bucket_multiple)
+  return b, {"data/" + k: v for k, v in stats.items()}
 
 
 def train(config, workdir) -> dict:
@@ -149,8 +132,8 @@ def train(config, workdir) -> dict:
                      f"device count {sharding.batch_size_multiple(mesh)}")
   tok_path = tokenizer_path(mc.init, mc.tokenizer)
   tok = reader_data.ReaderTokenizer(tok_path, dc.max_length, dc.question_max_length)
-  items, dev = _load_data(config, tok)
   workdir.mkdir(parents=True, exist_ok=True)
+  exs, dev = _load_data(config, workdir)
   model = build_reader(mc.init, dtype=mc.dtype, remat=mc.remat, attention=mc.attention,
                        seed=tc.seed, bert=dict(mc.bert))
   spec = {"kind": "reader", "bert": model.bert.cfg.to_hf(), "tokenizer": str(tok_path),
@@ -172,10 +155,15 @@ def train(config, workdir) -> dict:
   schedule = harness.Schedule(tc.max_steps, log_every=tc.log_every, eval_every=ec.every,
                               save_every=tc.save_every, eval_at_start=ec.at_start)
   return harness.run(
-      s, batch=lambda step: harness.local_rows(global_batch(items, step, config)),
+      s, batch=lambda step: _local(global_batch(exs, tok, step, config)),
       evaluate=evaluate if dev else None, meta=lambda step: {"step": step, "seed": tc.seed},
       schedule=schedule, mesh=mesh, workdir=workdir,
       throughput=("train/questions_per_s", tc.batch_questions), desc="reader")
+
+
+def _local(batch_and_stats):
+  b, stats = batch_and_stats
+  return harness.local_rows(b), stats
 
 
 def load_reader(workdir, which: str = "best"):

@@ -182,7 +182,7 @@ def write_train_metrics(metrics: Metrics, fetched: list, throughput: tuple[str, 
   rate = len(fetched) * per_step / max(elapsed, 1e-9)
   for s, m in fetched:
     metrics.write(s, {**m, name: rate})
-  return {**fetched[-1][1], name: rate}
+  return {**{k: float(v) for k, v in fetched[-1][1].items()}, name: rate}
 
 
 def run(s: Setup, *, batch: Callable[[int], dict], evaluate: Callable[[dict], dict] | None,

@@ -22,7 +22,7 @@ log = logging.getLogger("dpr_jax")
 IDENTITY = ("model", "data", "loss")
 
 
-def _prepare_if_needed(dc, workdir: Path) -> tuple[list[str], str]:
+def prepared_files(dc, workdir: Path, required: bool = True) -> tuple[list[str], str]:
   """Training files and dev file named by the config; runs `prepare squad` for the demo."""
   train_files = [f for f in dc.train_files.split(",") if f]
   dev_file = dc.dev_file
@@ -36,7 +36,7 @@ def _prepare_if_needed(dc, workdir: Path) -> tuple[list[str], str]:
       multihost_utils.sync_global_devices("prepare")
     train_files = train_files or [str(out / "train.jsonl.gz")]
     dev_file = dev_file or str(out / "dev.jsonl.gz")
-  if not train_files:
+  if not train_files and required:
     raise ValueError("no training data: set --config.data.train_files=FILE[,FILE...] "
                      "(or the environment variable the config documents)")
   return train_files, dev_file
@@ -75,7 +75,7 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
 def _load_data(config, workdir: Path):
   """-> (TrainBatches, dev TrainBatches or None, validation set or None)."""
   dc, tc, ec = config.data, config.train, config.eval
-  train_files, dev_file = _prepare_if_needed(dc, workdir)
+  train_files, dev_file = prepared_files(dc, workdir)
   weights = ([float(w) for w in dc.train_weights.split(",")] if dc.train_weights
              else [1.0] * len(train_files))
   datasets = [data.load_dataset(f, dc.keep_negatives, dc.max_train_examples or None)
