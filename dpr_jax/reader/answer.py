@@ -37,10 +37,16 @@ class QA:
 
   def __init__(self, reader_dir, which: str = "best", top_k: int = 10,
                max_answer_length: int = 10, batch_size: int = 32, scoring: str = "select",
-               fusion_weight: float = 1.0):
+               fusion_weight: float = 1.0, max_length: int | None = None):
     from dpr_jax.training import sharding
     from dpr_jax.reader.train import load_reader
     model, self.tok, self.step = load_reader(reader_dir, which)
+    if max_length:
+      limit = model.bert.cfg.max_position_embeddings
+      if max_length > limit:
+        raise ValueError(f"--max_length {max_length}: expected at most the reader's "
+                         f"{limit} positions")
+      self.tok.max_length = max_length
     graphdef, state = nnx.split(model)
     self.mesh = sharding.make_mesh(devices=jax.local_devices())
     self.params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(self.mesh))
@@ -142,12 +148,25 @@ def _sources(a, settings) -> dict[str, list[dict]]:
   if a.gold:
     from dpr_jax.data import examples
     from dpr_jax.reader.train import gold_rows
-    return {a.gold: gold_rows(examples.load_dataset(a.gold, 0, a.limit))}
+    return _sampled({a.gold: gold_rows(examples.load_dataset(a.gold, 0, a.limit))}, a.sample)
   if a.results:
     from dpr_jax.reader.data import load_results
     corpus = read_corpus(a.passages) if a.passages else None
-    return {f: load_results(f, corpus, a.limit) for f in a.results.split(",") if f}
+    return _sampled({f: load_results(f, corpus, a.limit) for f in a.results.split(",") if f},
+                    a.sample)
   return {"retrieved": retrieve_lib.retrieve(retrieve_lib.read_questions(a), settings)}
+
+
+def _sampled(sources: dict[str, list[dict]], n: int | None) -> dict[str, list[dict]]:
+  """`--sample N`: the same N questions (seed 0, file order) of every source, as `retrieve`
+  samples questions."""
+  import numpy as np
+  check_same_questions(sources)
+  size = len(next(iter(sources.values())))
+  if not n or n >= size:
+    return sources
+  keep = np.sort(np.random.default_rng(0).choice(size, n, replace=False))
+  return {name: [rows[i] for i in keep] for name, rows in sources.items()}
 
 
 def main(argv=None):
@@ -172,6 +191,8 @@ def main(argv=None):
                  "file x k x scoring")
   g.add_argument("--report", help="write that table as JSON")
   g.add_argument("--max_answer_length", type=cli.positive_int, default=10, help="tokens (DPR: 10)")
+  g.add_argument("--max_length", type=cli.positive_int, default=None,
+                 help="reader input tokens (default: the length the reader trained with)")
   g.add_argument("--batch_size", type=cli.positive_int, default=32, help="passages per forward")
   g.add_argument("--out", help="predictions JSON")
   g.add_argument("--interactive", action="store_true")
@@ -189,7 +210,7 @@ def main(argv=None):
   if sources:
     check_same_questions(sources)
   qa = QA(a.reader, a.reader_which, a.top_k, a.max_answer_length, a.batch_size, a.scoring,
-          a.fusion_weight)
+          a.fusion_weight, a.max_length)
   if a.interactive:
     return interactive(settings, qa)
   readings = read_sources(qa, sources)
