@@ -178,3 +178,58 @@ def test_reader_batch_bucketed_gives_the_loss_of_the_padded_batch(minilm_path):
     return float(reader_loss(start, end, select, b["text_mask"], b["span_start"], b["span_end"],
                              b["span_mask"])["loss"])
   assert abs(loss(cut) - loss(full)) <= 1e-5 * abs(loss(full))
+
+
+def test_group_questions_by_hand():
+  """Examples sorted by question length (passages follow their question); each group padded to
+  its own bucket."""
+  q_len = np.array([5, 2, 7, 3])
+  q_mask = (np.arange(8)[None] < q_len[:, None]).astype(np.int32)
+  q_ids = (np.arange(4)[:, None] + 1) * q_mask
+  p_ids = np.arange(8)[:, None] * np.ones((1, 3), np.int32)
+  b = {"q_ids": q_ids, "q_mask": q_mask, "p_ids": p_ids, "p_mask": np.ones((8, 3), np.int32)}
+  g = buckets.group_questions(b, 2, 2, 4, 8)
+  assert g["q_ids_0"].shape == (2, 4) and g["q_ids_1"].shape == (2, 8)
+  assert g["q_ids_0"][:, 0].tolist() == [2, 4] and g["q_ids_1"][:, 0].tolist() == [1, 3]
+  assert g["p_ids"][:, 0].tolist() == [2, 3, 6, 7, 0, 1, 4, 5]
+  assert [m.sum(1).tolist() for _, m in buckets.question_groups(g)] == [[2, 3], [5, 7]]
+  with pytest.raises(ValueError, match="does not split into 3 question groups"):
+    buckets.group_questions(b, 3, 2, 4, 8)
+
+
+@pytest.mark.parametrize("n_devices,groups", [(1, 4), (8, 2)])
+def test_question_groups_loss_and_gradients_equal_sorted_batch_padded_to_max(n_devices, groups):
+  """Grouped questions give the loss and gradients of the same examples, in length order, with
+  every question padded to the maximum."""
+  if jax.device_count() < n_devices:
+    pytest.skip(f"needs {n_devices} devices")
+  full = _padded_batch(16, 48, 64, seed=2)
+  ref = buckets.group_questions(full, 1, 2, 0, 48)       # length order, padded to 48
+  assert ref["q_ids_0"].shape == (16, 48)
+  grouped = buckets.group_questions(full, groups, 2, 8, 48)
+  assert max(m.shape[1] for _, m in buckets.question_groups(grouped)) < 48
+  loss, grads = _loss_and_grads(n_devices, 0, ref)
+  loss_g, grads_g = _loss_and_grads(n_devices, 0, grouped)
+  assert abs(loss_g - loss) <= 1e-5 * abs(loss)
+  assert np.linalg.norm(grads_g - grads) <= 1e-5 * np.linalg.norm(grads)
+  # an independent check that reordering examples keeps the in-batch loss: the unsorted batch
+  loss_unsorted, _ = _loss_and_grads(n_devices, 0, full)
+  assert abs(loss_unsorted - loss) <= 1e-5 * abs(loss)
+
+
+def test_every_process_keeps_its_rows_of_each_question_group(minilm_path):
+  from dpr_jax.models.tokenization import Tokenizer
+  tok = Tokenizer(minilm_path, 64, 128)
+  tb = TrainBatches([_dataset([1, 9, 2, 30, 3, 1, 12, 2])], [1.0], 8, 1, seed=3)
+  whole, stats = global_batch_arrays(tb, tok, 0, 64, 128, 32, question_groups=2,
+                                     question_multiple=8)
+  parts = [global_batch_arrays(tb, tok, 0, 64, 128, 32, i, 2, 2, 8)[0] for i in range(2)]
+  for k in whole:
+    np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
+  qs, _ = tb.batch(0)
+  lengths = sorted(len(tok.hf(q)["input_ids"]) for q in qs)
+  fed = 4 * (-(-lengths[3] // 8) * 8) + 4 * (-(-lengths[7] // 8) * 8)
+  assert whole["q_ids_0"].shape[1] == -(-lengths[3] // 8) * 8
+  assert stats["q_padding"] == pytest.approx(1 - sum(lengths) / fed)
+  with pytest.raises(ValueError, match="2 processes x 3 question groups"):
+    global_batch_arrays(tb, tok, 0, 64, 128, 32, 0, 2, 3, 8)

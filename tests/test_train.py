@@ -20,12 +20,13 @@ def _text(rng, n):
   return " ".join(rng.choice(WORDS, n))
 
 
-def write_dpr_file(path, n, seed, hard=2):
+def write_dpr_file(path, n, seed, hard=2, question_words=None):
   rng = np.random.default_rng(seed)
   with open(path, "w") as f:
     for i in range(n):
       ctx = lambda: {"title": _text(rng, 2), "text": _text(rng, 20), "passage_id": str(rng.integers(1e9))}
-      f.write(json.dumps({"question": _text(rng, 6) + "?", "answers": ["x"],
+      words = int(rng.integers(*question_words)) if question_words else 6
+      f.write(json.dumps({"question": _text(rng, words) + "?", "answers": ["x"],
                           "positive_ctxs": [ctx()], "negative_ctxs": [],
                           "hard_negative_ctxs": [ctx() for _ in range(hard)]}) + "\n")
   return path
@@ -214,6 +215,28 @@ def test_train_in_process_then_a_changed_model_or_data_is_refused(tiny_data, tmp
   assert all(_losses(wd)[s] == json.loads(l)["train/loss"] for l in
              recorded["metrics.jsonl"].decode().splitlines() if "train/loss" in l
              for s in [json.loads(l)["step"]])
+
+
+def test_question_groups_train_with_the_loss_of_the_unsorted_batch(tiny_data, tmp_path):
+  """`data.question_groups`: step 1's loss is the numpy in-batch NLL of batch 0 in its own
+  order, every question padded to the maximum; the question padding logged is below the
+  ungrouped run's; gradient caching with groups is refused before anything is written."""
+  from dpr_jax.training import loop
+  tiny_data = (write_dpr_file(tmp_path / "train.jsonl", 64, 5, question_words=(1, 14)),
+               tiny_data[1])
+  c = _tiny_config(tiny_data, max_steps=2, log_every=1)
+  c.data.question_groups, c.data.question_bucket_multiple = 2, 4
+  loop.train(c, tmp_path / "g")
+  assert abs(_losses(tmp_path / "g")[1] - _first_batch_loss(c)) <= 1e-4 * _losses(tmp_path / "g")[1]
+  plain = _tiny_config(tiny_data, max_steps=2, log_every=1)
+  loop.train(plain, tmp_path / "p")
+  pad = lambda wd: logged(wd, "train/q_padding")[1]
+  assert pad(tmp_path / "g") < pad(tmp_path / "p")
+  bad = _tiny_config(tiny_data, grad_cache_chunk=1)
+  bad.data.question_groups = 2
+  with pytest.raises(ValueError, match="does not combine with train.grad_cache_chunk=1"):
+    loop.train(bad, tmp_path / "bad")
+  assert not (tmp_path / "bad").exists()
 
 
 def test_non_finite_loss_is_caught_on_a_step_that_is_not_logged(tiny_data, tmp_path):

@@ -34,6 +34,9 @@ def get_config():
   d.question_max_length = 256
   d.passage_max_length = 256
   d.bucket_multiple = 32         # pad each batch to a multiple of this (per side); 0: to the max
+  d.question_groups = 1          # >1: examples sorted by question length, questions encoded in
+                                 # this many groups, each padded to its own bucket
+  d.question_bucket_multiple = 0  # the question groups' bucket multiple (0: bucket_multiple)
   d.max_train_examples = 0       # 0: all
 
   c.train = t = ml_collections.ConfigDict()

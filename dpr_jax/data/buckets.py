@@ -56,3 +56,34 @@ def length_sorted_batches(lengths: np.ndarray, batch_size: int, multiple: int, m
     sel = order[s:s + batch_size]
     out.append((sel, bucket_length(int(lengths[sel].max()), multiple, max_length)))
   return out
+
+
+def group_questions(batch: dict[str, np.ndarray], groups: int, per_question: int, multiple: int,
+                    max_length: int) -> dict[str, np.ndarray]:
+  """A dual-encoder batch {q_ids, q_mask: [B, Lq], p_ids, p_mask: [B*per_question, Lp]} ->
+  the same examples sorted by question length (stable; each question's passages move with it),
+  the questions cut into `groups` equal parts `q_ids_G` / `q_mask_G`, each padded to its own
+  bucket (`multiple`, at most `max_length`). The in-batch loss does not depend on the order of
+  its examples, so a step that encodes the groups and concatenates them computes the loss of the
+  original batch while a batch of short questions is not padded to its longest one."""
+  b = len(batch["q_ids"])
+  if groups < 1 or b % groups:
+    raise ValueError(f"a batch of {b} questions does not split into {groups} question groups")
+  order = np.argsort(batch["q_mask"].sum(1), kind="stable")
+  rows = (order[:, None] * per_question + np.arange(per_question)).reshape(-1)
+  out = {"p_ids": batch["p_ids"][rows], "p_mask": batch["p_mask"][rows]}
+  n = b // groups
+  for g in range(groups):
+    sel = order[g * n:(g + 1) * n]
+    ids, mask = batch["q_ids"][sel], batch["q_mask"][sel]
+    out[f"q_ids_{g}"], out[f"q_mask_{g}"] = pad_to(
+        ids, mask, bucket_length(int(mask.sum(1).max()), multiple, max_length))
+  return out
+
+
+def question_groups(batch: dict) -> list[tuple]:
+  """[(q_ids, q_mask)] of a batch: its question groups in order, or its one question array."""
+  if "q_ids" in batch:
+    return [(batch["q_ids"], batch["q_mask"])]
+  n = sum(k.startswith("q_ids_") for k in batch)
+  return [(batch[f"q_ids_{g}"], batch[f"q_mask_{g}"]) for g in range(n)]

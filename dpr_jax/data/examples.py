@@ -237,22 +237,31 @@ def tokenize_batch(tokenizer, questions: Sequence[str], passages: Sequence[Passa
 
 
 def global_batch_arrays(batches: TrainBatches, tokenizer, step: int, q_len: int, p_len: int,
-                        bucket_multiple: int, process_index: int = 0, process_count: int = 1):
+                        bucket_multiple: int, process_index: int = 0, process_count: int = 1,
+                        question_groups: int = 1, question_multiple: int = 0):
   """This process's rows of global batch `step`, tokenised, and the global batch's padding
   fractions {q_padding, p_padding} (tokens padded / tokens fed).
 
   Every process tokenises the whole global batch (a pure function of (seed, step)) so that all
-  agree on its bucket lengths, then keeps its contiguous slice, as `TrainBatches.batch` does."""
-  if batches.global_batch % process_count:
+  agree on its bucket lengths, then keeps its contiguous slice of each array, as
+  `TrainBatches.batch` does. `question_groups` > 1: the examples sorted by question length and
+  the questions in that many groups, each padded to its own multiple of `question_multiple`
+  (default `bucket_multiple`), `buckets.group_questions`."""
+  if batches.global_batch % (process_count * question_groups):
     raise ValueError(f"global batch {batches.global_batch} not divisible by {process_count} "
-                     "processes")
+                     f"processes x {question_groups} question groups")
   qs, ps = batches.batch(step)
   b = tokenize_batch(tokenizer, qs, ps, q_len, p_len, bucket_multiple)
-  stats = {"q_padding": buckets.padding_fraction(b["q_mask"]),
+  if question_groups > 1:
+    b = buckets.group_questions(b, question_groups, 1 + batches.num_hard_negatives,
+                                question_multiple or bucket_multiple, q_len)
+  q_masks = np.concatenate([m.ravel() for _, m in buckets.question_groups(b)])
+  stats = {"q_padding": buckets.padding_fraction(q_masks[None]),
            "p_padding": buckets.padding_fraction(b["p_mask"])}
-  per = batches.global_batch // process_count
-  rows = {"q": per, "p": per * (1 + batches.num_hard_negatives)}
-  local = {k: v[process_index * rows[k[0]]:(process_index + 1) * rows[k[0]]] for k, v in b.items()}
+  local = {}
+  for k, v in b.items():
+    per = len(v) // process_count
+    local[k] = v[process_index * per:(process_index + 1) * per]
   return local, stats
 
 

@@ -51,7 +51,8 @@ def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, t
     for i in range(min(dev_batches.steps_per_epoch, ec.max_batches)):
       b = sharding.host_to_global(data.global_batch_arrays(
           dev_batches, tok, i, dc.question_max_length, dc.passage_max_length, dc.bucket_multiple,
-          jax.process_index(), jax.process_count())[0], mesh)
+          jax.process_index(), jax.process_count(), dc.question_groups,
+          dc.question_bucket_multiple)[0], mesh)
       m = jax.device_get(fns["eval_loss"](params, b))
       sums += [m["loss"] * m["count"], m["accuracy"] * m["count"], m["count"]]
     out["eval/loss"], out["eval/accuracy"] = sums[0] / sums[2], sums[1] / sums[2]
@@ -111,9 +112,14 @@ def train(config, workdir) -> dict:
   harness.check_workdir(config, workdir, IDENTITY)
   mc, dc, tc, lc, ec = config.model, config.data, config.train, config.loss, config.eval
   mesh = sharding.make_mesh(fsdp=tc.fsdp)
-  if tc.global_batch % sharding.batch_size_multiple(mesh):
+  n_dev = sharding.batch_size_multiple(mesh)
+  if tc.global_batch % (n_dev * dc.question_groups):
     raise ValueError(f"global batch {tc.global_batch} must be a multiple of the device count "
-                     f"{sharding.batch_size_multiple(mesh)}")
+                     f"{n_dev} x data.question_groups {dc.question_groups}")
+  if dc.question_groups > 1 and tc.grad_cache_chunk:
+    raise ValueError(f"data.question_groups={dc.question_groups} does not combine with "
+                     f"train.grad_cache_chunk={tc.grad_cache_chunk}: use question groups "
+                     "(grad_cache_chunk=0) or gradient caching (question_groups=1)")
   workdir.mkdir(parents=True, exist_ok=True)
   batches, dev_batches, val_set = _load_data(config, workdir)
   total = tc.max_steps or tc.epochs * batches.steps_per_epoch
@@ -139,7 +145,8 @@ def train(config, workdir) -> dict:
   def batch(step):  # every process buckets the global batch alike; padding fractions logged
     b, pad = data.global_batch_arrays(batches, tok, step, dc.question_max_length,
                                       dc.passage_max_length, dc.bucket_multiple,
-                                      jax.process_index(), jax.process_count())
+                                      jax.process_index(), jax.process_count(),
+                                      dc.question_groups, dc.question_bucket_multiple)
     return b, {"train/q_padding": pad["q_padding"], "train/p_padding": pad["p_padding"]}
 
   def meta(step):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from dpr_jax.data import buckets
 from dpr_jax.training import sharding
 from dpr_jax.training.loss import in_batch_nll
 from dpr_jax.models.bert import example_keys
@@ -68,10 +69,19 @@ def _encode(graphdef, params, side, ids, mask, key, index):
   return enc(ids, mask, dropout_rng=rng)
 
 
+def _questions(graphdef, params, batch, key):
+  """[B, D] question embeddings; a batch of question groups (`buckets.group_questions`) is
+  encoded group by group, each at its own length, and the groups concatenated in order."""
+  out, start = [], 0
+  for ids, mask in buckets.question_groups(batch):
+    out.append(_encode(graphdef, params, "q", ids, mask, key, start + jnp.arange(ids.shape[0])))
+    start += ids.shape[0]
+  return out[0] if len(out) == 1 else jnp.concatenate(out)
+
+
 def _dual_loss(graphdef, params, batch, key, loss_fn):
   kq, kp = _side_keys(key)
-  q = _encode(graphdef, params, "q", batch["q_ids"], batch["q_mask"], kq,
-              jnp.arange(batch["q_ids"].shape[0]))
+  q = _questions(graphdef, params, batch, kq)
   p = _encode(graphdef, params, "p", batch["p_ids"], batch["p_mask"], kp,
               jnp.arange(batch["p_ids"].shape[0]))
   out = loss_fn(q, p)
@@ -94,6 +104,9 @@ def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
         graphdef, params, batch, key, loss_fn)
 
   def sides(batch, key):
+    if "q_ids" not in batch:
+      raise ValueError("question groups (data.question_groups > 1) do not combine with "
+                       "gradient caching (train.grad_cache_chunk > 0)")
     kq, kp = _side_keys(key)
     for side, k, ids, mask in (("q", kq, batch["q_ids"], batch["q_mask"]),
                                ("p", kp, batch["p_ids"], batch["p_mask"])):
