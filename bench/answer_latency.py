@@ -27,6 +27,9 @@ def main():
   cli.add_questions_args(ap)
   ap.add_argument("--reader", required=True)
   ap.add_argument("--top_k", type=int, default=10)
+  ap.add_argument("--max_length", type=int, default=None,
+                  help="reader input tokens (default: its training length)")
+  ap.add_argument("--scoring", default="select")
   ap.add_argument("--n", type=int, default=50)
   ap.add_argument("--warmup", type=int, default=10)
   a = ap.parse_args()
@@ -34,7 +37,7 @@ def main():
   questions = R.read_questions(a)
   rng = np.random.default_rng(0)
   pick = [questions[i] for i in rng.choice(len(questions), a.n + a.warmup, replace=False)]
-  qa = QA(a.reader, top_k=a.top_k)
+  qa = QA(a.reader, top_k=a.top_k, scoring=a.scoring, max_length=a.max_length)
   total, ret, read = [], [], []
   for i, q in enumerate(pick):
     t0 = time.perf_counter()
@@ -48,6 +51,7 @@ def main():
       read.append(t2 - t1)
   ms = lambda xs, p: round(1000 * float(np.percentile(xs, p)), 1)
   print(json.dumps({"bench": "answer_latency", "retriever": a.retriever, "top_k": a.top_k,
+                    "max_length": qa.tok.max_length, "scoring": a.scoring,
                     "questions": a.n, "median_ms": ms(total, 50), "p90_ms": ms(total, 90),
                     "retrieval_median_ms": ms(ret, 50), "read_median_ms": ms(read, 50),
                     "max_ms": round(1000 * max(total), 1),
