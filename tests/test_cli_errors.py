@@ -288,6 +288,8 @@ CASES = {
     "answer_results_disagree": ("answer", lambda F: [
         "--reader", str(F.no_spec), "--passages", str(F.psgs),
         "--results", f"{F.results},{F.results_other_q}"], "results_other.json"),
+    "answer_no_passages": ("answer", lambda F: ["--reader", str(F.no_spec), "--results",
+                                                str(F.results)], "--passages"),
     "answer_nothing_to_answer": ("answer", lambda F: ["--reader", str(F.no_spec),
                                                       "--passages", str(F.psgs)], "--questions"),
     "export_checkpoint_missing": ("export", lambda F: ["--checkpoint", str(F.dir / "nowd"),

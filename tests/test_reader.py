@@ -128,7 +128,7 @@ def _results(n, rng):
   rows = []
   for i in range(n):
     c = cities[i % len(cities)]
-    ctxs = [{"id": f"{i}-0", "title": c, "text": f"The capital is {c} and it is old.",
+    ctxs = [{"id": f"{i}-0", "title": c, "text": f"The capital is {c} and it is old ({i}).",
              "has_answer": True, "score": 1.0}]
     for j in range(1, 4):
       other = cities[(i + j) % len(cities)]
@@ -199,6 +199,30 @@ def test_tiny_reader_learns_a_synthetic_task(tmp_path):
   em = {l["step"]: l["eval/em"] for l in lines if "eval/em" in l}
   assert sorted(em) == [0, 40]
   assert em[0] <= 0.25 and em[40] >= 0.9, em
+
+  # The trained reader behind `answer`: live BM25 retrieval on a DPR .qa.csv, fused scoring,
+  # and the gold paragraphs of a DPR training-format file.
+  from dpr_jax.reader import answer
+  dev = rows[32:]
+  qa_csv = tmp_path / "dev.qa.csv"
+  qa_csv.write_text("".join(f"{r['question']}\t{json.dumps(r['answers'])}\n" for r in dev))
+  answer.main(["--reader", str(tmp_path / "reader"), "--retriever", "bm25", "--passages",
+               str(_corpus(tmp_path, dev)), "--questions", str(qa_csv), "--top_k", "4",
+               "--scoring", "fused", "--out", str(tmp_path / "live.json")])
+  live = json.loads((tmp_path / "live.json").read_text())
+  assert [p["question"] for p in live] == [r["question"] for r in dev]
+  assert all({"span_score", "passage_score", "retriever_score", "passage_id"} <= set(p)
+             for p in live)
+  assert np.mean([p["prediction"] == p["answers"][0] for p in live]) >= 0.9
+  gold = tmp_path / "gold.jsonl"
+  gold.write_text("".join(json.dumps({
+      "question": r["question"], "answers": r["answers"],
+      "positive_ctxs": [c for c in r["ctxs"] if c["has_answer"]]}) + "\n" for r in dev))
+  answer.main(["--reader", str(tmp_path / "reader"), "--gold", str(gold), "--out",
+               str(tmp_path / "gold.json")])
+  preds = json.loads((tmp_path / "gold.json").read_text())
+  assert [p["passage_id"] for p in preds] == [f"{i}-0" for i in range(32, 40)]
+  assert np.mean([p["prediction"] == p["answers"][0] for p in preds]) >= 0.9
 
 
 def _corpus(tmp_path, rows):

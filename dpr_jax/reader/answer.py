@@ -173,7 +173,7 @@ def main(argv=None):
   from dpr_jax import cli
   from dpr_jax.retrieval import retrieve as retrieve_lib
   ap = cli.Parser("python -m dpr_jax.answer", __doc__)
-  retrieve_lib.add_retrieval_args(ap)
+  retrieve_lib.add_retrieval_args(ap, passages_required=False)
   cli.add_questions_args(ap, required=False)
   g = ap.add_argument_group("reader")
   g.add_argument("--reader", required=True, help="reader training workdir")
@@ -200,6 +200,8 @@ def main(argv=None):
   if not (a.results or a.gold or a.questions or a.interactive):
     raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results, --gold or "
                          "--interactive, found none of them")
+  if not (a.passages or a.gold):
+    raise cli.UsageError(f"{ap.prog}: expected --passages (the corpus), found none")
   ks = [int(k) for k in a.report_k.split(",")] if a.report_k else []
   if any(k < 1 or k > a.top_k for k in ks):
     raise cli.UsageError(f"{ap.prog}: --report_k values must be in 1..--top_k ({a.top_k}), "

@@ -166,11 +166,11 @@ def retrieve(questions: list, s: Settings) -> list[dict]:
                       with_text=s.with_text)
 
 
-def add_retrieval_args(ap):
+def add_retrieval_args(ap, passages_required: bool = True):
   """The retrieval flags (shared with `dpr_jax.reader.answer`)."""
   cli.add_model_args(ap, required=False)
   cli.add_index_args(ap)
-  cli.add_passages_arg(ap)
+  cli.add_passages_arg(ap, passages_required)
   g = ap.add_argument_group("retrieval")
   g.add_argument("--retriever", choices=["dense", "bm25", "hybrid"], default="dense")
   g.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")
