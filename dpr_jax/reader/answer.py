@@ -169,7 +169,7 @@ def _sampled(sources: dict[str, list[dict]], n: int | None) -> dict[str, list[di
   return {name: [rows[i] for i in keep] for name, rows in sources.items()}
 
 
-def main(argv=None):
+def _parser():
   from dpr_jax import cli
   from dpr_jax.retrieval import retrieve as retrieve_lib
   ap = cli.Parser("python -m dpr_jax.answer", __doc__)
@@ -196,6 +196,24 @@ def main(argv=None):
   g.add_argument("--batch_size", type=cli.positive_int, default=32, help="passages per forward")
   g.add_argument("--out", help="predictions JSON")
   g.add_argument("--interactive", action="store_true")
+  return ap
+
+
+def _print_scores(preds: dict[str, list[dict]], top_k: int, scoring: str) -> None:
+  for name, pp in preds.items():
+    if any(p["answers"] for p in pp):
+      s = P.score(pp)
+      print(f"{name}: {s['count']} questions, top {top_k} passages read ({scoring}): "
+            f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
+    else:
+      print(f"{name}: {len(pp)} questions answered; they have no answers, so no EM / F1 can "
+            "be computed")
+
+
+def main(argv=None):
+  from dpr_jax import cli
+  from dpr_jax.retrieval import retrieve as retrieve_lib
+  ap = _parser()
   a = ap.parse_args(argv)
   if not (a.results or a.gold or a.questions or a.interactive):
     raise cli.UsageError(f"{ap.prog}: expected --questions (to retrieve), --results, --gold or "
@@ -220,14 +238,7 @@ def main(argv=None):
                   for r, rd in zip(rows, readings[name])] for name, rows in sources.items()}
   if a.out:
     write_json(a.out, next(iter(preds.values())) if len(preds) == 1 else preds)
-  for name, pp in preds.items():
-    if any(p["answers"] for p in pp):
-      s = P.score(pp)
-      print(f"{name}: {s['count']} questions, top {a.top_k} passages read ({a.scoring}): "
-            f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
-    else:
-      print(f"{name}: {len(pp)} questions answered; they have no answers, so no EM / F1 can "
-            "be computed")
+  _print_scores(preds, a.top_k, a.scoring)
   if ks:
     table = grid(sources, readings, ks, P.SCORINGS, a.fusion_weight)
     for r in table:
