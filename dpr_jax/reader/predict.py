@@ -66,7 +66,8 @@ def read_pairs(forward, params, pairs: list[tuple[str, dict]], tok, *, batch_siz
   for s in tqdm(range(0, len(order), bs), desc="read", unit="batch", mininterval=2,
                 disable=not progress or len(order) <= bs or jax.process_index() != 0):
     idx = order[s: s + bs]
-    rows = [[encs[i]] for i in idx] + [[encs[idx[0]]]] * (bs - len(idx))
+    n = -(-len(idx) // n_dev) * n_dev  # a short last batch: only as many rows as the devices need
+    rows = [[encs[i]] for i in idx] + [[encs[idx[0]]]] * (n - len(idx))
     length = buckets.bucket_length(max(len(r[0].ids) for r in rows), bucket_multiple,
                                    tok.max_length)
     b = reader_data.pad_inputs(rows, length)
