@@ -84,3 +84,29 @@ def test_bm25_dense_hybrid_and_mining(slice_files, tmp_path):
   assert len(ds.examples) == 20
   for ex in ds.examples:
     assert all(not has_answer(ex.answers, h.text) for h in ex.hard_negatives)
+
+
+def test_mining_drops_positives_and_passages_with_the_answer_by_hand():
+  """Ranked p1 (gold), p2 (holds the answer), p3, p4 (holds it, case differs), p5, p6: with 2
+  hard negatives, p3 and p5 are kept; the gold and the two answer-bearing passages above p5 are
+  counted as passed over. A question without gold takes its first answer-bearing passage as the
+  positive; one with neither is skipped."""
+  from types import SimpleNamespace
+  from dpr_jax.retrieval.mine import mine
+  texts = {"p1": "Paris is the capital.", "p2": "Paris again.", "p3": "Lyon is big.",
+           "p4": "PARIS, the city.", "p5": "Nice is warm.", "p6": "Paris at the end."}
+  ids = list(texts)
+  corpus = SimpleNamespace(ids=ids, texts=[texts[i] for i in ids], titles=["t"] * 6, path="c.tsv")
+  ctxs = [{"id": i} for i in ids]
+  results = [{"question": "capital?", "answers": ["Paris"], "positive_pids": ["p1"], "ctxs": ctxs},
+             {"question": "again?", "answers": ["Paris"], "ctxs": ctxs},
+             {"question": "none?", "answers": ["Rome"], "ctxs": ctxs}]
+  records, stats = mine(results, corpus, 2)
+  neg = lambda rec: [c["passage_id"] for c in rec["hard_negative_ctxs"]]
+  assert [c["passage_id"] for c in records[0]["positive_ctxs"]] == ["p1"]
+  assert neg(records[0]) == ["p3", "p5"]
+  assert [c["passage_id"] for c in records[1]["positive_ctxs"]] == ["p1"]  # first with the answer
+  assert neg(records[1]) == ["p3", "p5"]
+  assert len(records) == 2
+  # per question: p1 (positive), p2 and p4 (answer) passed over before p5
+  assert stats == {"skipped_no_positive": 1, "dropped_positive": 2, "dropped_has_answer": 4}

@@ -22,11 +22,16 @@ from dpr_jax.data.corpus import read_corpus
 
 
 def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "string"):
-  """-> (DPR training records, number of questions skipped without a positive)."""
+  """-> (DPR training records, stats). stats: `skipped_no_positive` (questions without a
+  positive), and among the retrieved passages ranked above each question's last kept hard
+  negative (all of them when it has too few): `dropped_positive` (gold passages, or the
+  answer-bearing passage taken as the positive) and `dropped_has_answer` (other passages that
+  contain an answer: DPR's mined "negatives" that would hold the answer)."""
   row = {pid: i for i, pid in enumerate(corpus.ids)}
   ctx = lambda pid: {"title": corpus.titles[row[pid]], "text": corpus.texts[row[pid]],
                      "passage_id": pid}
-  records, skipped = [], 0
+  records = []
+  stats = {"skipped_no_positive": 0, "dropped_positive": 0, "dropped_has_answer": 0}
   for n, r in enumerate(results):
     for c in r["ctxs"]:
       if str(c["id"]) not in row:
@@ -35,14 +40,23 @@ def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "str
     gold = [str(p) for p in r.get("positive_pids") or []]
     positives = gold or [str(c["id"]) for c in r["ctxs"] if answer_in(str(c["id"]))][:1]
     if not positives:
-      skipped += 1
+      stats["skipped_no_positive"] += 1
       continue
-    hard = [str(c["id"]) for c in r["ctxs"]
-            if str(c["id"]) not in positives and not answer_in(str(c["id"]))][:num_hard_negatives]
+    hard = []
+    for c in r["ctxs"]:
+      if len(hard) == num_hard_negatives:
+        break
+      pid = str(c["id"])
+      if pid in positives:
+        stats["dropped_positive"] += 1
+      elif answer_in(pid):
+        stats["dropped_has_answer"] += 1
+      else:
+        hard.append(pid)
     records.append({"question": r["question"], "answers": r["answers"],
                     "positive_ctxs": [ctx(p) for p in positives], "negative_ctxs": [],
                     "hard_negative_ctxs": [ctx(p) for p in hard]})
-  return records, skipped
+  return records, stats
 
 
 def main(argv=None):
@@ -55,13 +69,15 @@ def main(argv=None):
   a = ap.parse_args(argv)
   results = check_results(read_json(a.results, "retrieval results JSON"), a.results)
   try:
-    records, skipped = mine(results, read_corpus(a.passages), a.num_hard_negatives, a.match)
+    records, stats = mine(results, read_corpus(a.passages), a.num_hard_negatives, a.match)
   except ValueError as e:
     raise DataError(f"{a.results}: {e}") from e
   with atomic_write(a.out) as f:
     for rec in records:
       f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-  print(f"{len(records)} questions written to {a.out}; {skipped} skipped without a positive")
+  print(f"{len(records)} questions written to {a.out}; {stats['skipped_no_positive']} skipped "
+        f"without a positive; passed over as negatives: {stats['dropped_positive']} positives, "
+        f"{stats['dropped_has_answer']} other passages containing an answer")
 
 
 if __name__ == "__main__":
