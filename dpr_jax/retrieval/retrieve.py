@@ -209,8 +209,18 @@ def main(argv=None):
   ap.add_argument("--out", required=True, help="results JSON")
   ap.add_argument("--no_text", action="store_true",
                   help="leave passage titles and texts out of the results (smaller files)")
+  ap.add_argument("--paragraphs", help="--passages holds windows (`python -m dpr_jax.prepare "
+                  "windows`) of this corpus: results list its paragraphs, each at the rank of "
+                  "its best window (4k windows are retrieved for k paragraphs)")
   a = ap.parse_args(argv)
-  results = retrieve(read_questions(a), settings(a, a.k, with_text=not a.no_text))
+  if a.paragraphs:
+    from dpr_jax.data import windows
+    from dpr_jax.data.corpus import read_corpus
+    found = retrieve(read_questions(a), settings(a, 4 * a.k, with_text=False))
+    results = windows.to_paragraphs(found, read_corpus(a.paragraphs), a.k, a.match,
+                                    with_text=not a.no_text)
+  else:
+    results = retrieve(read_questions(a), settings(a, a.k, with_text=not a.no_text))
   write_json(a.out, results)
   from dpr_jax.retrieval.evaluate import evaluate, format_table
   if not any(r["answers"] for r in results):

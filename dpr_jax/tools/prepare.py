@@ -150,11 +150,32 @@ def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
   return stats
 
 
+def prepare_windows(passages, out: Path, words: int, stride: int) -> dict:
+  """Writes the corpus `passages` as overlapping windows (`dpr_jax.data.windows`) to the TSV
+  `out` (gzipped for a `.gz` name), atomically."""
+  from dpr_jax.data import windows
+  corpus = read_corpus(passages)
+  ids, titles, texts = windows.window_corpus(corpus.ids, corpus.titles, corpus.texts, words,
+                                             stride)
+  out = Path(out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  squad_json.write_corpus(_tmp(out), zip(ids, texts, titles), gzipped=out.suffix == ".gz")
+  os.replace(_tmp(out), out)
+  return {"passages": len(corpus.ids), "windows": len(ids), "words": words, "stride": stride,
+          "out": str(out)}
+
+
 def main(argv=None):
   from dpr_jax import cli
   ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
-  ap.add_argument("dataset", choices=["squad"])
-  ap.add_argument("--out", required=True, type=Path, help="output directory")
+  ap.add_argument("dataset", choices=["squad", "windows"],
+                  help="squad: the SQuAD files; windows: a corpus cut into overlapping word "
+                  "windows (--passages, --out FILE.tsv[.gz], --words, --stride)")
+  ap.add_argument("--out", required=True, type=Path, help="output directory (windows: file)")
+  ap.add_argument("--passages", type=Path, help="windows: the corpus TSV to cut")
+  ap.add_argument("--words", type=cli.positive_int, default=100, help="windows: words each")
+  ap.add_argument("--stride", type=cli.positive_int, default=50,
+                  help="windows: words between window starts")
   ap.add_argument("--train_json", type=Path, default=None,
                   help="the official SQuAD train-v1.1.json[.gz]: build the corpus from it")
   ap.add_argument("--dev_json", type=Path, default=None,
@@ -170,6 +191,11 @@ def main(argv=None):
   ap.add_argument("--max_train_questions", type=cli.positive_int, default=None)
   ap.add_argument("--max_val_questions", type=cli.positive_int, default=None)
   a = ap.parse_args(argv)
+  if a.dataset == "windows":
+    if not a.passages:
+      ap.error("windows needs --passages")
+    print(json.dumps(prepare_windows(a.passages, a.out, a.words, a.stride), indent=1))
+    return 0
   if a.dev_json and not a.train_json:
     ap.error("--dev_json needs --train_json")
   if a.train_json and a.data_dir:
