@@ -199,11 +199,11 @@ def _parser():
   return ap
 
 
-def _print_scores(preds: dict[str, list[dict]], top_k: int, scoring: str) -> None:
+def _print_scores(preds: dict[str, list[dict]], read: str) -> None:
   for name, pp in preds.items():
     if any(p["answers"] for p in pp):
       s = P.score(pp)
-      print(f"{name}: {s['count']} questions, top {top_k} passages read ({scoring}): "
+      print(f"{name}: {s['count']} questions, {read}: "
             f"EM {100 * s['em']:.2f}  F1 {100 * s['f1']:.2f}")
     else:
       print(f"{name}: {len(pp)} questions answered; they have no answers, so no EM / F1 can "
@@ -238,7 +238,8 @@ def main(argv=None):
                   for r, rd in zip(rows, readings[name])] for name, rows in sources.items()}
   if a.out:
     write_json(a.out, next(iter(preds.values())) if len(preds) == 1 else preds)
-  _print_scores(preds, a.top_k, a.scoring)
+  _print_scores(preds, "gold paragraph read" if a.gold else
+                f"top {a.top_k} passages read ({a.scoring})")
   if ks:
     table = grid(sources, readings, ks, P.SCORINGS, a.fusion_weight)
     for r in table:
