@@ -230,3 +230,30 @@ def _corpus(tmp_path, rows):
   f.write_text("id\ttext\ttitle\n" + "".join(f"{c['id']}\t{c['text']}\t{c['title']}\n"
                                               for r in rows for c in r["ctxs"]))
   return f
+
+
+def test_several_results_files_are_read_once_and_mapped_back():
+  """Two retrievers' lists overlap: the union is read once (each pair once, with every passage
+  of the union, not just the first k), and each file gets the readings of its own passages in
+  its own order."""
+  from types import SimpleNamespace
+  from dpr_jax.reader.answer import read_sources
+  from dpr_jax.reader.predict import Reading
+  calls = []
+
+  def read(results, progress=True, top_k=None):  # as QA.read: the QA's top_k by default
+    top_k = top_k or qa.top_k
+    calls.append([(r["question"], c["id"]) for r in results for c in r["ctxs"][:top_k]])
+    return [[Reading(c["text"], 0.0, 0.0, "", c["text"]) for c in r["ctxs"][:top_k]]
+            for r in results]
+  qa = SimpleNamespace(top_k=2, read=read)
+  ctx = lambda i: {"id": i, "text": f"text {i}"}
+  a = [{"question": "q0", "ctxs": [ctx("1"), ctx("2"), ctx("9")]},
+       {"question": "q1", "ctxs": [ctx("3"), ctx("4")]}]
+  b = [{"question": "q0", "ctxs": [ctx("5"), ctx("1")]},
+       {"question": "q1", "ctxs": [ctx("6"), ctx("7")]}]
+  got = read_sources(qa, {"a": a, "b": b})
+  assert [[r.answer for r in q] for q in got["a"]] == [["text 1", "text 2"], ["text 3", "text 4"]]
+  assert [[r.answer for r in q] for q in got["b"]] == [["text 5", "text 1"], ["text 6", "text 7"]]
+  assert calls == [[("q0", "1"), ("q0", "2"), ("q0", "5"),
+                    ("q1", "3"), ("q1", "4"), ("q1", "6"), ("q1", "7")]]

@@ -54,8 +54,11 @@ class QA:
     self.top_k, self.max_answer_length = top_k, max_answer_length
     self.batch_size, self.scoring, self.fusion_weight = batch_size, scoring, fusion_weight
 
-  def read(self, results: list[dict], progress: bool = True) -> list[list[P.Reading]]:
-    return P.read_results(self.forward, self.params, results, self.tok, top_k=self.top_k,
+  def read(self, results: list[dict], progress: bool = True,
+           top_k: int | None = None) -> list[list[P.Reading]]:
+    """Readings of each result's top `top_k` (default: the QA's) passages."""
+    return P.read_results(self.forward, self.params, results, self.tok,
+                          top_k=top_k or self.top_k,
                           batch_size=self.batch_size, max_answer_length=self.max_answer_length,
                           mesh=self.mesh, progress=progress)
 
@@ -96,7 +99,7 @@ def read_sources(qa: QA, sources: dict[str, list[dict]]) -> dict[str, list[list[
       for c in sources[name][i]["ctxs"][: qa.top_k]:
         ctxs.setdefault(_key(c), c)
     union.append({"question": first[i]["question"], "ctxs": list(ctxs.values())})
-  read_union = qa.read(union)
+  read_union = qa.read(union, top_k=max(len(u["ctxs"]) for u in union))
   by_key = [dict(zip(map(_key, u["ctxs"]), rd)) for u, rd in zip(union, read_union)]
   return {name: [[by_key[i][_key(c)] for c in row["ctxs"][: qa.top_k]]
                  for i, row in enumerate(sources[name])] for name in names}
