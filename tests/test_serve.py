@@ -171,7 +171,12 @@ def test_answer_and_page(url, files):
   assert passage["text"][a["start"]:a["end"]] == a["text"]
   status, b = _call(url, "/answer", [q, "<b>who?</b>"])
   assert status == 200 and [x["question"] for x in b["results"]] == [q, "<b>who?</b>"]
-  assert b["results"][0]["answer"] == a and len(b["results"][1]["hits"]) == 10
+  # the same answer; its score agrees to float rounding (batched pairs may pad to other shapes)
+  got = b["results"][0]["answer"]
+  assert {k: v for k, v in got.items() if k != "score"} == {k: v for k, v in a.items()
+                                                            if k != "score"}
+  assert got["score"] == pytest.approx(a["score"], rel=1e-5, abs=1e-5)
+  assert len(b["results"][1]["hits"]) == 10
   status, html = _call(url, "/" + _q(q, 3))
   assert status == 200 and html.count("<li>") == 3
   assert f"<mark>{escape(a['text'])}</mark>" in html and str(escape(r["hits"][0]["title"])) in html
