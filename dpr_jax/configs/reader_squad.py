@@ -1,10 +1,10 @@
 """CPU-scale reader: the packaged MiniLM on SQuAD (see docs/reader.md). Training streams the
 whole training split (gold paragraph + BM25 hard negatives, built by `prepare squad` into
-`data.prepare_dir`); validation reads the held-out articles' gold paragraphs. About 80 minutes
-on 2 CPU cores; an interrupted run re-run resumes where it stopped.
+`data.prepare_dir`); validation reads the held-out articles' gold paragraphs. 64 minutes
+on 2 CPU cores (docs/results.md#end-to-end-qa); an interrupted run re-run resumes where it stopped.
 
   python -m dpr_jax.reader_train --config configs/reader_squad.py --workdir runs/reader \\
-      --config.data.prepare_dir=runs/squad_data
+      --config.data.prepare_dir=data/squad
 """
 from dpr_jax.configs import reader_nq
 
