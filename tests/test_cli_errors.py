@@ -364,7 +364,7 @@ def test_interactive_answer_survives_a_bad_question(F, capsys):
 
 @pytest.mark.parametrize("tool", ["train", "encode", "retrieve", "evaluate", "mine", "answer",
                                   "reader_train", "prepare", "export", "scaling", "download",
-                                  "plot", "serve"])
+                                  "plot", "serve", "recipe"])
 def test_every_tool_has_help_and_debug(tool, capsys):
   with pytest.raises(SystemExit) as e:
     getattr(cli, tool)(["--help"])
@@ -380,7 +380,7 @@ def test_entry_points_name_the_cli_functions():
   scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
   assert {"dpr-train", "dpr-encode", "dpr-retrieve", "dpr-evaluate", "dpr-mine", "dpr-answer",
           "dpr-reader-train", "dpr-prepare", "dpr-export", "dpr-scaling", "dpr-download",
-          "dpr-plot", "dpr-serve"} == set(scripts)
+          "dpr-plot", "dpr-serve", "dpr-recipe"} == set(scripts)
   for target in scripts.values():
     module, _, name = target.partition(":")
     assert callable(getattr(importlib.import_module(module), name)), target

@@ -33,6 +33,28 @@ def test_prepare_squad_split_by_article_and_hard_negatives(squad_dir, tmp_path):
   assert _read(tmp_path / "b" / "train.jsonl.gz") == train
 
 
+def test_two_held_out_splits_are_disjoint_and_excluded_from_training(squad_dir, tmp_path):
+  """Split 0 is the one `val_splits=1` draws; split 1 is another 3 articles; no training
+  question comes from either, and `train-split.qas.jsonl.gz` lists the training questions."""
+  one = prepare_squad(tmp_path / "one", squad_dir=squad_dir, seed=3, num_val_articles=3,
+                      num_hard_negatives=1, max_train_questions=200)
+  two = prepare_squad(tmp_path / "two", squad_dir=squad_dir, seed=3, num_val_articles=3,
+                      num_hard_negatives=1, max_train_questions=200, val_splits=2)
+  assert two["val_articles"] == one["val_articles"] and len(two["dev2_articles"]) == 3
+  assert not set(two["val_articles"]) & set(two["dev2_articles"])
+  qas = {q["id"]: q["title"] for q in _read(squad_dir / "train.qas.jsonl.gz")}
+  dev2 = [json.loads(l) for l in open(tmp_path / "two" / "dev2.qas.jsonl")]
+  assert {qas[q["id"]] for q in dev2} == set(two["dev2_articles"])
+  assert len(dev2) == sum(t in two["dev2_articles"] for t in qas.values())
+  train = _read(tmp_path / "two" / "train.jsonl.gz")
+  held = set(two["val_articles"]) | set(two["dev2_articles"])
+  assert len(train) == 200 and not any(qas[r["id"]] in held for r in train)
+  split_qas = _read(tmp_path / "two" / "train-split.qas.jsonl.gz")
+  assert [q["id"] for q in split_qas] == [r["id"] for r in train]
+  assert all(q["positive_pids"] == [r["positive_ctxs"][0]["passage_id"]]
+             for q, r in zip(split_qas, train))
+
+
 # --- the official SQuAD JSON files -------------------------------------------------------------
 
 import collections

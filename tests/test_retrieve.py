@@ -110,3 +110,16 @@ def test_mining_drops_positives_and_passages_with_the_answer_by_hand():
   assert len(records) == 2
   # per question: p1 (positive), p2 and p4 (answer) passed over before p5
   assert stats == {"skipped_no_positive": 1, "dropped_positive": 2, "dropped_has_answer": 4}
+
+
+def test_mix_appends_bm25_negatives_once_and_never_a_positive_by_hand():
+  """DPR's second-round mix: question q1 mined [p3, p5]; its BM25 record lists p5 (already
+  there), p1 (its positive) and p7: only p7 is appended. q2 has no BM25 record: counted."""
+  from dpr_jax.retrieval.mine import mix_negatives
+  ctx = lambda pid: {"title": "t", "text": pid, "passage_id": pid}
+  records = [{"id": "q1", "positive_ctxs": [ctx("p1")], "hard_negative_ctxs": [ctx("p3"), ctx("p5")]},
+             {"id": "q2", "positive_ctxs": [ctx("p2")], "hard_negative_ctxs": [ctx("p4")]}]
+  bm25 = {"q1": {"id": "q1", "hard_negative_ctxs": [ctx("p5"), ctx("p1"), ctx("p7")]}}
+  assert mix_negatives(records, bm25) == 1
+  assert [c["passage_id"] for c in records[0]["hard_negative_ctxs"]] == ["p3", "p5", "p7"]
+  assert [c["passage_id"] for c in records[1]["hard_negative_ctxs"]] == ["p4"]

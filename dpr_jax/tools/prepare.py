@@ -14,7 +14,10 @@ Then, from the corpus and the training questions:
   the answer; hard negatives are the top BM25 paragraphs (bm25s, k1 0.9, b 0.4) that contain no
   answer (DPR's recipe).
 - `dev.qas.jsonl`: the validation questions for retrieval evaluation.
-- `split.json`: the held-out articles, the seed and the counts.
+- With `--val_splits N`: `dev2.jsonl.gz`, `dev2.qas.jsonl`, ... for N disjoint held-out article
+  sets (split i drawn with seed + i from the articles left); training excludes every set.
+- `train-split.qas.jsonl.gz`: the training questions, for retrieval (mining, see dpr_jax.mine).
+- `split.json`: the held-out articles, the seeds and the counts.
 Validation is split by article: no validation paragraph is a training positive. Deterministic
 given the inputs and the seed. Every file is written under a temporary name and renamed when
 complete; `train.jsonl.gz` comes last.
@@ -36,13 +39,18 @@ from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
 
 
-def split_articles(titles, num_val: int, seed: int) -> set[str]:
-  """`num_val` article titles, drawn by seed from the sorted distinct titles."""
-  distinct = sorted(set(titles))
-  if num_val >= len(distinct):
-    raise ValueError(f"cannot hold out {num_val} of {len(distinct)} articles")
-  rng = np.random.default_rng(seed)
-  return {distinct[i] for i in rng.choice(len(distinct), num_val, replace=False)}
+def split_articles(titles, num_val: int, seed: int, splits: int = 1) -> list[set[str]]:
+  """`splits` disjoint sets of `num_val` article titles: set i is drawn with seed `seed + i`
+  from the sorted distinct titles not in an earlier set (set 0 is the same for any `splits`)."""
+  left = sorted(set(titles))
+  if num_val * splits >= len(left):
+    raise ValueError(f"cannot hold out {splits} x {num_val} of {len(left)} articles")
+  sets = []
+  for i in range(splits):
+    rng = np.random.default_rng(seed + i)
+    sets.append({left[j] for j in rng.choice(len(left), num_val, replace=False)})
+    left = [t for t in left if t not in sets[-1]]
+  return sets
 
 
 def _ctx(corpus, row: int) -> dict:
@@ -114,36 +122,57 @@ def build_squad_corpus(out: Path, train_json, dev_json=None) -> dict:
   return stats
 
 
+def _qas_records(questions, titles):
+  return ({"id": q.id, "question": q.question, "answers": q.answers, "title": titles[q.id],
+           "positive_pids": q.positive_pids} for q in questions)
+
+
+def _sample(items, n, rng):
+  if n and n < len(items):
+    return [items[i] for i in sorted(rng.choice(len(items), n, replace=False))]
+  return items
+
+
+def dev_name(split: int) -> str:
+  """The validation files' stem of held-out split `split` (0-based): `dev`, `dev2`, `dev3`..."""
+  return "dev" if split == 0 else f"dev{split + 1}"
+
+
 def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
                   num_val_articles: int = 40, num_hard_negatives: int = 3, depth: int = 30,
                   max_train_questions: int | None = None,
-                  max_val_questions: int | None = None) -> dict:
+                  max_val_questions: int | None = None, val_splits: int = 1) -> dict:
   squad_dir = Path(squad_dir or resources.squad_dir())
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
   corpus = read_corpus(squad_dir / "paragraphs.tsv.gz")
   qas = read_questions(squad_dir / "train.qas.jsonl.gz")
   titles = {q.id: q.title for q in qas}
-  val_articles = split_articles(titles.values(), num_val_articles, seed)
-  train_q = [q for q in qas if titles[q.id] not in val_articles]
-  val_q = [q for q in qas if titles[q.id] in val_articles]
+  held = split_articles(titles.values(), num_val_articles, seed, val_splits)
+  held_all = set().union(*held)
+  train_q = [q for q in qas if titles[q.id] not in held_all]
   rng = np.random.default_rng(seed + 1)
-  if max_train_questions and max_train_questions < len(train_q):
-    train_q = [train_q[i] for i in sorted(rng.choice(len(train_q), max_train_questions, replace=False))]
-  if max_val_questions and max_val_questions < len(val_q):
-    val_q = [val_q[i] for i in sorted(rng.choice(len(val_q), max_val_questions, replace=False))]
+  train_q = _sample(train_q, max_train_questions, rng)
+  vals = [_sample([q for q in qas if titles[q.id] in arts], max_val_questions, rng)
+          for arts in held]
   bm25 = BM25(corpus.titles, corpus.texts)
-  stats = {"seed": seed, "val_articles": sorted(val_articles), "corpus": str(squad_dir),
-           "num_hard_negatives": num_hard_negatives, "bm25_depth": depth}
+  stats = {"seed": seed, "val_articles": sorted(held[0]), "corpus": str(squad_dir),
+           "num_hard_negatives": num_hard_negatives, "bm25_depth": depth,
+           "val_splits": val_splits}
   written = []
-  for name, qs in (("dev", val_q), ("train", train_q)):
-    recs, short = build_records(qs, corpus, bm25, num_hard_negatives, depth, desc=name)
+  for i, val_q in enumerate(vals):
+    name = dev_name(i)
+    recs, short = build_records(val_q, corpus, bm25, num_hard_negatives, depth, desc=name)
     written.append(_write_jsonl(out / f"{name}.jsonl.gz", recs))
+    written.append(_write_jsonl(out / f"{name}.qas.jsonl", _qas_records(val_q, titles)))
     stats[f"{name}_questions"] = len(recs)
     stats[f"{name}_short_of_hard_negatives"] = short
-  written.insert(0, _write_jsonl(out / "dev.qas.jsonl", (
-      {"id": q.id, "question": q.question, "answers": q.answers, "title": titles[q.id],
-       "positive_pids": q.positive_pids} for q in val_q)))
+    if i:
+      stats[f"{name}_seed"], stats[f"{name}_articles"] = seed + i, sorted(held[i])
+  recs, short = build_records(train_q, corpus, bm25, num_hard_negatives, depth, desc="train")
+  written.append(_write_jsonl(out / "train-split.qas.jsonl.gz", _qas_records(train_q, titles)))
+  written.append(_write_jsonl(out / "train.jsonl.gz", recs))
+  stats["train_questions"], stats["train_short_of_hard_negatives"] = len(recs), short
   _tmp(out / "split.json").write_text(json.dumps(stats, indent=1))
   for tmp in [_tmp(out / "split.json")] + written:
     os.replace(tmp, tmp.with_name(tmp.name.removesuffix(".tmp")))
@@ -186,6 +215,9 @@ def main(argv=None):
                   f"train.qas.jsonl.gz (default ${resources.DATA_ENV}/squad)")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--num_val_articles", type=cli.positive_int, default=40)
+  ap.add_argument("--val_splits", type=cli.positive_int, default=1,
+                  help="disjoint held-out article sets (seeds seed, seed+1, ...): dev, dev2, ...; "
+                       "training excludes all of them")
   ap.add_argument("--num_hard_negatives", type=cli.positive_int, default=3)
   ap.add_argument("--bm25_depth", type=cli.positive_int, default=30, help="BM25 ranks searched for negatives")
   ap.add_argument("--max_train_questions", type=cli.positive_int, default=None)
@@ -205,7 +237,7 @@ def main(argv=None):
                         num_val_articles=a.num_val_articles,
                         num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
                         max_train_questions=a.max_train_questions,
-                        max_val_questions=a.max_val_questions)
+                        max_val_questions=a.max_val_questions, val_splits=a.val_splits)
   if built:
     print(json.dumps(built, indent=1))
   print(json.dumps({k: v for k, v in stats.items() if k != "val_articles"}, indent=1))

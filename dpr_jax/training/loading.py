@@ -41,6 +41,10 @@ def _local(init: str) -> Path:
   return resources.minilm_path() if init == "minilm" else Path(init)
 
 
+def _is_workdir(init: str) -> bool:
+  return init not in ("minilm", "random") and (Path(init) / "model.json").is_file()
+
+
 def tokenizer_path(init: str, tokenizer: str = "") -> str:
   """The tokenizer for a model started from `init`: `tokenizer` if set; MiniLM's for `minilm`
   and `random`; the question encoder's folder of an exported pair; else the model folder."""
@@ -48,6 +52,8 @@ def tokenizer_path(init: str, tokenizer: str = "") -> str:
     return str(tokenizer)
   if init in ("minilm", "random"):
     return str(resources.minilm_path())
+  if _is_workdir(init):
+    return read_spec(init)["tokenizer"]
   pair = dpr_pair(init)
   if pair is not None:
     return str(pair[0])
@@ -60,8 +66,14 @@ def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int =
                        bert: dict | None = None) -> DualEncoder:
   """The dual encoder to train. `init`: a Hugging Face BERT/DPR folder or hub name, an exported
   DPR pair (its question and context encoders initialise ours; tied: the question encoder),
-  `minilm`, or `random` (a fresh BERT with `bert` overrides of `BertConfig`). Separate encoders
-  both start from `init`, as in DPR. `dtype`: compute dtype (name or jnp dtype)."""
+  a dpr-jax training workdir (its best checkpoint: a round of training that continues another;
+  its pooling, projection and tying must be the ones asked for), `minilm`, or `random` (a fresh
+  BERT with `bert` overrides of `BertConfig`). Separate encoders both start from `init`, as in
+  DPR. `dtype`: compute dtype (name or jnp dtype)."""
+  if _is_workdir(init):
+    return _continue(init, dict(pooling=pooling, projection_dim=projection_dim, tied=tied,
+                                normalize=normalize), dtype=compute_dtype(dtype), remat=remat,
+                     attention=attention)
   kw = dict(pooling=pooling, normalize=normalize, dtype=compute_dtype(dtype), remat=remat,
             attention=attention)
   pair = dpr_pair(init) if init not in ("random", "minilm") else None
@@ -79,6 +91,21 @@ def build_dual_encoder(init: str, *, pooling: str = "cls", projection_dim: int =
   return DualEncoder(q, None if tied else make())
 
 
+def _continue(workdir: str, asked: dict, **kw) -> DualEncoder:
+  """The best checkpoint of a retriever workdir, built with `kw` (dtype, remat, attention)."""
+  spec = read_spec(workdir)
+  if spec.get("kind") == "reader":
+    raise ValueError(f"model.init {workdir} is a reader workdir; a retriever is expected")
+  found = {k: spec.get(k, False if k == "normalize" else None) for k in asked}
+  if found != asked:
+    diff = {k: (asked[k], found[k]) for k in asked if asked[k] != found[k]}
+    raise ValueError(f"model.init {workdir}: its model differs from the config's "
+                     f"(asked, found): {diff}")
+  graphdef, state = nnx.split(model_from_spec(spec, **kw))
+  params, _ = checkpoint.restore_params(workdir, nnx.to_pure_dict(state), "best")
+  return nnx.merge(graphdef, params)
+
+
 def build_reader(init: str, *, dtype=None, remat: bool = False, attention: str = "auto",
                  seed: int = 0, bert: dict | None = None) -> Reader:
   """A reader whose BERT starts from `init` (HF BERT folder or hub name, `minilm`, `random`)."""
@@ -91,14 +118,16 @@ def build_reader(init: str, *, dtype=None, remat: bool = False, attention: str =
   return r
 
 
-def model_from_spec(spec: dict, dtype=None):
-  """An (untrained) DualEncoder (or Reader, `kind: reader`) with the architecture of `spec`."""
+def model_from_spec(spec: dict, dtype=None, **kw):
+  """An (untrained) DualEncoder (or Reader, `kind: reader`) with the architecture of `spec`;
+  `kw`: `remat`, `attention`."""
   dtype = compute_dtype(dtype)
   if spec.get("kind") == "reader":
-    return Reader(BertConfig(**spec["bert"]), dtype=dtype, rngs=nnx.Rngs(0))
+    return Reader(BertConfig(**spec["bert"]), dtype=dtype, rngs=nnx.Rngs(0), **kw)
   make = lambda: Encoder(BertConfig(**spec["bert"]), pooling=spec["pooling"],
                          projection_dim=spec["projection_dim"],
-                         normalize=spec.get("normalize", False), dtype=dtype, rngs=nnx.Rngs(0))
+                         normalize=spec.get("normalize", False), dtype=dtype, rngs=nnx.Rngs(0),
+                         **kw)
   q = make()
   return DualEncoder(q, None if spec["tied"] else make())
 
