@@ -142,11 +142,7 @@ def main():
   ap.add_argument("--max_length", type=int, default=350)
   ap.add_argument("--bucket_multiple", type=int, default=32)
   ap.add_argument("--n_batches", type=int, default=3, help="batches per timed run")
-  ap.add_argument("--warmup", type=int, default=1)
-  ap.add_argument("--steps", type=int, default=1, help="timed runs per round")
-  ap.add_argument("--rounds", type=int, default=3)
-  ap.add_argument("--impls", default="ours,torch_padded,torch")
-  ap.add_argument("--tag", default="")
+  tt.add_timing_args(ap, "ours,torch_padded,torch", warmup=1, steps=1)
   a = ap.parse_args()
   import jax
   from dpr_jax.models.bert import BertConfig

@@ -209,17 +209,21 @@ def time_runs(a, runs) -> dict:
   return times
 
 
+def add_timing_args(ap: argparse.ArgumentParser, impls: str, warmup: int, steps: int) -> None:
+  """The flags of `time_runs` (and the implementations it times), shared by the benchmarks."""
+  ap.add_argument("--impls", default=impls, help="comma-separated implementations")
+  ap.add_argument("--warmup", type=int, default=warmup)
+  ap.add_argument("--steps", type=int, default=steps, help="timed runs per round")
+  ap.add_argument("--rounds", type=int, default=3, help="alternating rounds")
+  ap.add_argument("--tag", default="")
+
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__,
                                formatter_class=argparse.RawDescriptionHelpFormatter)
   add_step_args(ap)
-  ap.add_argument("--impls", default="",
-                  help="default: ours,torch (full lengths); ours,torch_padded,torch (real lengths)")
-  ap.add_argument("--warmup", type=int, default=2)
-  ap.add_argument("--steps", type=int, default=5, help="timed runs per round")
-  ap.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-  ap.add_argument("--tag", default="")
-  a = ap.parse_args()
+  add_timing_args(ap, "", warmup=2, steps=5)  # "": ours,torch (full lengths);
+  a = ap.parse_args()                         # ours,torch_padded,torch (real lengths)
 
   import jax
   cfg = bert_config(a)

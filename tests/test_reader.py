@@ -138,19 +138,26 @@ def _results(n, rng):
   return rows
 
 
-def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
-  from dpr_jax.reader import answer, train as reader_train
+def _tiny_reader_config(tmp_path, train_rows, dev_rows, hidden: int):
+  """reader_squad.py on a 1-layer random BERT of width `hidden`, reading the rows written to
+  tmp_path/train.json and dev.json."""
   from dpr_jax.configs import reader_squad
-  rows = _results(12, np.random.default_rng(0))
-  (tmp_path / "train.json").write_text(json.dumps(rows))
-  (tmp_path / "dev.json").write_text(json.dumps(rows[:4]))
+  (tmp_path / "train.json").write_text(json.dumps(train_rows))
+  (tmp_path / "dev.json").write_text(json.dumps(dev_rows))
   c = reader_squad.get_config()
   c.model.init = "random"
-  c.model.bert = ml_collections.ConfigDict(dict(hidden_size=32, num_hidden_layers=1,
-                                                num_attention_heads=4, intermediate_size=64,
+  c.model.bert = ml_collections.ConfigDict(dict(hidden_size=hidden, num_hidden_layers=1,
+                                                num_attention_heads=4, intermediate_size=2 * hidden,
                                                 max_position_embeddings=64))
   c.data.train_results, c.data.dev_results = str(tmp_path / "train.json"), str(tmp_path / "dev.json")
   c.data.passages, c.data.max_length = "", 48
+  return c
+
+
+def test_tiny_reader_trains_predicts_and_answers(tmp_path, minilm_path, capsys):
+  from dpr_jax.reader import answer, train as reader_train
+  rows = _results(12, np.random.default_rng(0))
+  c = _tiny_reader_config(tmp_path, rows, rows[:4], hidden=32)
   c.train.batch_questions, c.train.max_steps, c.train.log_every = 8, 3, 1
   c.eval.every, c.eval.top_k, c.eval.batch_questions, c.eval.at_start = 3, 4, 8, False
   last = reader_train.train(c, tmp_path / "reader")
@@ -177,20 +184,12 @@ def test_tiny_reader_learns_a_synthetic_task(tmp_path):
   city from it: EM ~0 before training, >= 0.9 after 40 steps (seconds). The validation
   questions' passages are shuffled, so the rank of the positive says nothing."""
   from dpr_jax.reader import train as reader_train
-  from dpr_jax.configs import reader_squad
   rng = np.random.default_rng(0)
   rows = _results(40, rng)
   for r in rows[32:]:
     rng.shuffle(r["ctxs"])
-  (tmp_path / "train.json").write_text(json.dumps(rows[:32]))
-  (tmp_path / "dev.json").write_text(json.dumps(rows[32:]))
-  c = reader_squad.get_config()
-  c.model.init = "random"
-  c.model.bert = ml_collections.ConfigDict(dict(hidden_size=64, num_hidden_layers=1,
-                                                num_attention_heads=4, intermediate_size=128,
-                                                max_position_embeddings=64))
-  c.data.train_results, c.data.dev_results = str(tmp_path / "train.json"), str(tmp_path / "dev.json")
-  c.data.passages, c.data.max_length, c.data.passages_per_question = "", 48, 4
+  c = _tiny_reader_config(tmp_path, rows[:32], rows[32:], hidden=64)
+  c.data.passages_per_question = 4
   c.train.batch_questions, c.train.max_steps, c.train.log_every, c.train.save_every = 8, 40, 10, 0
   c.optim.lr, c.optim.warmup_steps, c.optim.weight_decay = 3e-3, 4, 0.0
   c.eval.every, c.eval.at_start, c.eval.top_k, c.eval.batch_questions = 40, True, 4, 8
