@@ -41,6 +41,9 @@ def test_two_held_out_splits_are_disjoint_and_excluded_from_training(squad_dir, 
   two = prepare_squad(tmp_path / "two", squad_dir=squad_dir, seed=3, num_val_articles=3,
                       num_hard_negatives=1, max_train_questions=200, val_splits=2)
   assert two["val_articles"] == one["val_articles"] and len(two["dev2_articles"]) == 3
+  assert _read(tmp_path / "two" / "dev.jsonl.gz") == _read(tmp_path / "one" / "dev.jsonl.gz")
+  assert ((tmp_path / "two" / "dev.qas.jsonl").read_text()
+          == (tmp_path / "one" / "dev.qas.jsonl").read_text())
   assert not set(two["val_articles"]) & set(two["dev2_articles"])
   qas = {q["id"]: q["title"] for q in _read(squad_dir / "train.qas.jsonl.gz")}
   dev2 = [json.loads(l) for l in open(tmp_path / "two" / "dev2.qas.jsonl")]

@@ -1,7 +1,8 @@
 """`python -m dpr_jax.recipe`: DPR's two rounds on 8 real SQuAD articles with a tiny BERT; a run
-cut in a stage and run again ends where an uncut run ends, without redoing finished stages."""
+cut inside a stage and run again ends where an uncut run ends, without redoing finished stages."""
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +30,7 @@ def _config(squad):
   c.data.prepare_args = ml_collections.ConfigDict(dict(
       squad_dir=str(squad), num_val_articles=1, val_splits=2, num_hard_negatives=1))
   c.train.max_steps, c.train.save_every, c.train.epochs = 4, 2, 1
+  c.eval.at_start = True
   c.recipe = ml_collections.ConfigDict(dict(
       encode_max_length=32, encode_batch_size=64, mine_questions=40, mine_depth=10,
       mined_negatives=2, mix_bm25=True, round2_steps=3, round2_lr=1e-3, round2_warmup_steps=1,
@@ -41,19 +43,26 @@ class Cut(RuntimeError):
   pass
 
 
-def test_recipe_runs_both_rounds_and_resumes_where_it_was_cut(small_squad, tmp_path,
-                                                              monkeypatch):
-  from dpr_jax.data.corpus import read_corpus
-  from dpr_jax.data.answers import has_answer
-  from dpr_jax.data import resources
+@pytest.fixture(scope="module")
+def whole(small_squad, tmp_path_factory):
+  """An uncut run: (config, workdir, recipe.json)."""
   config = _config(small_squad)
-  whole = recipe_lib.Recipe(config, tmp_path / "whole").run()
-  assert list(whole) == list(recipe_lib.STAGES)
+  work = tmp_path_factory.mktemp("whole")
+  return config, work, recipe_lib.Recipe(config, work).run()
 
-  # The mined data: round-1 negatives first, then the BM25 ones; none holds an answer.
-  mined = [json.loads(l) for l in gzip.open(tmp_path / "whole" / "mine" / "train.jsonl.gz", "rt")]
-  bm25 = {json.loads(l)["id"]: json.loads(l) for l in
-          gzip.open(tmp_path / "whole" / "round1" / "data" / "train.jsonl.gz", "rt")}
+
+def _lines(path):
+  opener = gzip.open if path.suffix == ".gz" else open
+  with opener(path, "rt") as f:
+    return [json.loads(l) for l in f]
+
+
+def test_mined_data_mixes_the_bm25_negatives_and_holds_no_answer(whole):
+  from dpr_jax.data.answers import has_answer
+  _, work, done = whole
+  assert list(done) == list(recipe_lib.STAGES)
+  mined = _lines(work / "mine" / "train.jsonl.gz")
+  bm25 = {r["id"]: r for r in _lines(work / "round1" / "data" / "train.jsonl.gz")}
   assert 0 < len(mined) <= 40
   for rec in mined:
     negs = [c["passage_id"] for c in rec["hard_negative_ctxs"]]
@@ -61,45 +70,68 @@ def test_recipe_runs_both_rounds_and_resumes_where_it_was_cut(small_squad, tmp_p
     assert len(negs) == len(set(negs)) >= 3
     assert negs[2:] == [c["passage_id"] for c in bm25[rec["id"]]["hard_negative_ctxs"]
                         if c["passage_id"] not in negs[:2]]
-  # Round 2 starts from round 1's best checkpoint: its model encodes as round 1's did.
-  from dpr_jax.training.loading import build_dual_encoder
-  from dpr_jax.retrieval.encoding import read_embeddings
-  from dpr_jax.models.tokenization import Tokenizer
-  ids, emb, _ = read_embeddings(tmp_path / "whole" / "emb1")
-  corpus = read_corpus(small_squad / "paragraphs.tsv.gz", limit=8)
-  r1 = build_dual_encoder(str(tmp_path / "whole" / "round1"), pooling="cls", projection_dim=16,
-                          normalize=False)
-  t = Tokenizer(str(resources.minilm_path()), passage_max_length=32)
-  p = t.passages(corpus.titles, corpus.texts, max_length=32, pad_to_max=False)
-  got = np.asarray(r1.encode_passages(p["input_ids"], p["attention_mask"]))
-  rows_of = [ids.index(pid) for pid in corpus.ids]
-  np.testing.assert_allclose(got, emb[rows_of].astype(np.float32), atol=2e-3)
-  with pytest.raises(ValueError, match="tied"):
-    build_dual_encoder(str(tmp_path / "whole" / "round1"), pooling="cls", projection_dim=16,
-                       tied=True)
 
-  # Evaluation: every split, every retriever, DPR's top-k.
-  rows = json.loads((tmp_path / "whole" / "results.json").read_text())
+
+def test_round2_starts_from_round1s_best_checkpoint(whole):
+  """Round 2's step-0 validation (same dev file) equals round 1's last one to the bit: the same
+  weights (a fresh start, from `random` with the same seed, would give round 1's step-0 one).
+  A round-1 workdir cannot start a model whose tying differs."""
+  from dpr_jax.training.loading import build_dual_encoder
+  _, work, _ = whole
+  evals = lambda n: [l for l in _lines(work / f"round{n}" / "metrics.jsonl") if "eval/loss" in l]
+  r1, r2 = evals(1), evals(2)
+  assert r1[-1]["step"] == 4 and r2[0]["step"] == 0
+  assert r2[0]["eval/loss"] == r1[-1]["eval/loss"] and r2[0]["eval/avg_rank"] == r1[-1]["eval/avg_rank"]
+  assert r1[0]["eval/loss"] != r1[-1]["eval/loss"]  # round 1 did move the weights
+  with pytest.raises(ValueError, match="tied"):
+    build_dual_encoder(str(work / "round1"), pooling="cls", projection_dim=16, tied=True)
+
+
+def test_evaluation_covers_every_split_and_retriever(whole):
+  _, work, _ = whole
+  rows = json.loads((work / "results.json").read_text())
   assert sorted(rows) == sorted(f"{s}/{r}" for s in ("dev", "dev2") for r in
                                 ("bm25", "dense1", "hybrid1", "dense2", "hybrid2"))
-  bm = json.loads((tmp_path / "whole" / "eval" / "dev2-bm25.json").read_text())
+  bm = json.loads((work / "eval" / "dev2-bm25.json").read_text())
+  questions = [json.loads(l) for l in open(work / "round1" / "data" / "dev2.qas.jsonl")]
+  assert [r["question"] for r in bm] == [q["question"] for q in questions]
   top5 = np.mean([any(c["has_answer"] for c in r["ctxs"][:5]) for r in bm])
   assert rows["dev2/bm25"]["top5"] == pytest.approx(top5)
 
-  # Cut in round2, then run again: the finished stages are not redone, the result is the same.
-  cut = tmp_path / "cut"
-  real = recipe_lib.Recipe.round2
-  monkeypatch.setattr(recipe_lib.Recipe, "round2", lambda self: (_ for _ in ()).throw(Cut()))
+
+def test_a_run_cut_inside_round2_resumes_to_the_uncut_results(whole, tmp_path, monkeypatch):
+  """Cut after round 2's step-2 checkpoint; the re-run skips the finished stages, resumes round
+  2 from step 2, and ends with the uncut run's results."""
+  from dpr_jax.training import checkpoint
+  config, work, done = whole
+  real_save = checkpoint.Checkpointer.save
+
+  def save_then_cut(self, step, *a, **k):
+    real_save(self, step, *a, **k)
+    if step == 2 and Path(str(self.last.directory)).parent.name == "round2":
+      self.wait()
+      raise Cut()
+
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_cut)
   with pytest.raises(Cut):
-    recipe_lib.Recipe(config, cut).run()
-  first = json.loads((cut / "recipe.json").read_text())
+    recipe_lib.Recipe(config, tmp_path).run()
+  first = json.loads((tmp_path / "recipe.json").read_text())
   assert list(first) == ["round1", "encode1", "mine"]
-  mined_at = (cut / "mine" / "train.jsonl.gz").stat().st_mtime_ns
-  monkeypatch.setattr(recipe_lib.Recipe, "round2", real)
-  again = recipe_lib.Recipe(config, cut).run()
+  mined_at = (tmp_path / "mine" / "train.jsonl.gz").stat().st_mtime_ns
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", real_save)
+  again = recipe_lib.Recipe(config, tmp_path).run()
   assert {k: again[k] for k in first} == first
-  assert (cut / "mine" / "train.jsonl.gz").stat().st_mtime_ns == mined_at
-  assert json.loads((cut / "results.json").read_text()) == rows
+  assert (tmp_path / "mine" / "train.jsonl.gz").stat().st_mtime_ns == mined_at
+  steps = [l["step"] for l in _lines(tmp_path / "round2" / "metrics.jsonl") if "train/loss" in l]
+  assert steps == [1, 2, 3]  # step 3 once: resumed at 2, not restarted
+  assert json.loads((tmp_path / "results.json").read_text()) == json.loads(
+      (work / "results.json").read_text())
+  # The same workdir with another config is refused.
+  other = config.copy_and_resolve_references()
+  with other.unlocked():
+    other.recipe.mine_questions = 41
+  with pytest.raises(ValueError, match="another config"):
+    recipe_lib.Recipe(other, tmp_path).run()
 
 
 def test_recipe_command_refuses_a_config_without_recipe_and_unknown_stages(capsys):
@@ -108,3 +140,6 @@ def test_recipe_command_refuses_a_config_without_recipe_and_unknown_stages(capsy
   assert "expected a `recipe` section" in capsys.readouterr().err
   assert cli.recipe(["--config", "squad.py", "--workdir", "w", "--stages", "round3"]) == 2
   assert "round3" in capsys.readouterr().err
+  assert cli.recipe(["--config", "squad.py", "--workdir", "w",
+                     "--config.data.prepare="]) == 2
+  assert "expected data.prepare 'squad'" in capsys.readouterr().err

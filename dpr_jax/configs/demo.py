@@ -15,6 +15,7 @@ def get_config():
   c.data.prepare_args.max_train_questions = 3000
   c.data.prepare_args.max_val_questions = 300
   c.data.prepare_args.num_hard_negatives = 1
+  c.data.prepare_args.val_splits = 1
   c.data.question_max_length = 32
   c.data.passage_max_length = 128
   c.train.global_batch = 16

@@ -1,6 +1,11 @@
 """CPU-scale recipe: fine-tune the packaged all-MiniLM-L6-v2 on the prepared SQuAD data.
 
-  python train.py --config configs/squad.py --workdir runs/squad
+  python -m dpr_jax.recipe --config configs/squad.py --workdir runs/squad   # both DPR rounds
+  python train.py --config configs/squad.py --workdir runs/squad/round1     # round 1 alone
+
+Round 1 trains with BM25 hard negatives; `python -m dpr_jax.recipe` then encodes the corpus,
+mines the round-1 model's own hard negatives and trains round 2 from round 1's best checkpoint
+(the `recipe` section; docs/recipe.md gives the measured times and accuracies).
 
 MiniLM was trained with mean pooling, tied encoders and a scaled cosine (scale 20 = temperature
 0.05), so we keep those. Training files are prepared into <workdir>/data when absent, from the

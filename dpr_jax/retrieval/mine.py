@@ -96,7 +96,11 @@ def main(argv=None):
   if a.mix:
     from dpr_jax.data.examples import iter_records
     others = {r["id"]: r for _, r in iter_records(a.mix) if isinstance(r, dict) and "id" in r}
-    missing = mix_negatives(records, others)
+    try:
+      missing = mix_negatives(records, others)
+    except (AttributeError, TypeError) as e:
+      raise DataError(f"{a.mix}: expected DPR records whose hard_negative_ctxs is a list of "
+                      f"objects, found otherwise ({e})") from e
     if missing == len(records) and records:
       raise DataError(f"{a.mix}: no record's id matches a question of {a.results}")
     mixed = f"; {len(records) - missing} mixed with the negatives of {a.mix}, {missing} unmatched"

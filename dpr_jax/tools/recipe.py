@@ -34,6 +34,23 @@ from dpr_jax import cli
 
 log = logging.getLogger("dpr_jax")
 STAGES = ("round1", "encode1", "mine", "round2", "encode2", "evaluate")
+FIELDS = ("encode_max_length", "encode_batch_size", "mine_questions", "mine_depth",
+          "mined_negatives", "mix_bm25", "round2_steps", "round2_lr", "round2_warmup_steps",
+          "round2_hard_negatives")
+
+
+def check_config(config, source) -> None:
+  """A recipe needs a `recipe` section with every field of `FIELDS`, and SQuAD data prepared
+  by the config (`data.prepare: squad`), whose held-out splits it evaluates."""
+  if "recipe" not in config:
+    raise cli.UsageError(f"--config {source}: expected a `recipe` section (see "
+                         "configs/squad.py), found none")
+  missing = [f for f in FIELDS if f not in config.recipe]
+  if missing:
+    raise cli.UsageError(f"--config {source}: the `recipe` section lacks {', '.join(missing)}")
+  if config.data.prepare != "squad":
+    raise cli.UsageError(f"--config {source}: expected data.prepare 'squad' (the recipe mines "
+                         f"the prepared training questions), found {config.data.prepare!r}")
 
 
 class Recipe:
@@ -60,9 +77,31 @@ class Recipe:
     rec[stage] = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(self.record_file, rec)
 
+  def check_workdir(self):
+    """Refuses a workdir run with another config, and prepared data of another split."""
+    from dpr_jax.data.textio import DataError, write_json
+    f = self.workdir / "recipe-config.json"
+    now = json.loads(self.config.to_json_best_effort())
+    if f.is_file():
+      old = json.loads(f.read_text())
+      diff = sorted(f"{k}.{j}" for k in set(old) | set(now)
+                    for j in set(old.get(k, {})) | set(now.get(k, {}))
+                    if old.get(k, {}).get(j) != now.get(k, {}).get(j))
+      if diff:
+        raise DataError(f"{f}: the workdir was run with another config (differs in "
+                        f"{', '.join(diff[:6])}); use another --workdir")
+    else:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+      write_json(f, now)
+    split = self.data / "split.json"
+    want = self.config.data.prepare_args.get("val_splits", 1)
+    if split.is_file() and json.loads(split.read_text()).get("val_splits", 1) != want:
+      raise DataError(f"{split}: prepared with another number of held-out splits than the "
+                      f"config's {want}; prepare again into an empty data folder")
+
   def run(self, stages=STAGES) -> dict:
-    self.workdir.mkdir(parents=True, exist_ok=True)
-    for stage in stages:
+    self.check_workdir()
+    for stage in [s for s in STAGES if s in stages]:
       if stage in self.done():
         log.info("recipe: %s already done; skipped", stage)
         continue
@@ -99,6 +138,9 @@ class Recipe:
       c.model.init = str(self.workdir / "round1")
       c.data.prepare = ""
       c.data.train_files = str(self.workdir / "mine" / "train.jsonl.gz")
+      c.data.train_weights = ""
+      c.data.keep_negatives = max(c.data.keep_negatives, self.r.mined_negatives
+                                  + c.data.prepare_args.get("num_hard_negatives", 3))
       c.data.dev_file = str(self.data / "dev.jsonl.gz")
       c.data.num_hard_negatives = self.r.round2_hard_negatives
       c.train.max_steps = self.r.round2_steps
@@ -132,9 +174,13 @@ class Recipe:
   def mine(self):
     out = self.workdir / "mine"
     found = out / "train-round1.json"
+    questions = self.data / "train-split.qas.jsonl.gz"
+    if not questions.is_file():
+      raise FileNotFoundError(f"{questions} not found: {self.data} was prepared by an older "
+                              "`prepare squad`; prepare again into an empty data folder")
     self._tool("dpr_jax.retrieval.retrieve", [
         "--model", self.workdir / "round1", "--embeddings", self.workdir / "emb1",
-        "--passages", self.passages, "--questions", self.data / "train-split.qas.jsonl.gz",
+        "--passages", self.passages, "--questions", questions,
         "--sample", self.r.mine_questions, "--k", self.r.mine_depth, "--no_text",
         "--out", found])
     self._tool("dpr_jax.retrieval.mine", [
@@ -182,9 +228,7 @@ def main(argv=None):
   bad = [s for s in stages if s not in STAGES]
   if bad:
     raise cli.UsageError(f"--stages: expected some of {','.join(STAGES)}, found {bad[0]!r}")
-  if "recipe" not in config:
-    raise cli.UsageError(f"--config {a.config}: expected a `recipe` section (see "
-                         "configs/squad.py), found none")
+  check_config(config, a.config)
   done = Recipe(config, a.workdir).run(stages)
   print(json.dumps(done, indent=1))
 
