@@ -79,20 +79,13 @@ class Recipe:
 
   def check_workdir(self):
     """Refuses a workdir run with another config, and prepared data of another split."""
-    from dpr_jax.data.textio import DataError, write_json
-    f = self.workdir / "recipe-config.json"
-    now = json.loads(self.config.to_json_best_effort())
-    if f.is_file():
-      old = json.loads(f.read_text())
-      diff = sorted(f"{k}.{j}" for k in set(old) | set(now)
-                    for j in set(old.get(k, {})) | set(now.get(k, {}))
-                    if old.get(k, {}).get(j) != now.get(k, {}).get(j))
-      if diff:
-        raise DataError(f"{f}: the workdir was run with another config (differs in "
-                        f"{', '.join(diff[:6])}); use another --workdir")
-    else:
+    from dpr_jax.data.textio import DataError
+    from dpr_jax.training import harness
+    record = "recipe-config.json"
+    harness.check_workdir(self.config, self.workdir, tuple(self.config), record)
+    if not (self.workdir / record).is_file():
       self.workdir.mkdir(parents=True, exist_ok=True)
-      write_json(f, now)
+      (self.workdir / record).write_text(self.config.to_json_best_effort(indent=1))
     split = self.data / "split.json"
     want = self.config.data.prepare_args.get("val_splits", 1)
     if split.is_file() and json.loads(split.read_text()).get("val_splits", 1) != want:

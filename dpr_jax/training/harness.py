@@ -49,10 +49,10 @@ def _flat(d: dict, prefix: str = "") -> dict:
   return out
 
 
-def check_workdir(config, workdir, sections: tuple[str, ...]) -> None:
+def check_workdir(config, workdir, sections: tuple[str, ...], record: str = "config.json") -> None:
   """Refuses (ConfigChangeError) a run whose `sections` of the config (e.g. model, data) differ
-  from those recorded in `<workdir>/config.json`, naming every differing field. Reads only."""
-  f = Path(workdir) / "config.json"
+  from those recorded in `<workdir>/<record>`, naming every differing field. Reads only."""
+  f = Path(workdir) / record
   if not f.is_file() or config.train.get("allow_config_change", False):
     return
   try:
@@ -68,7 +68,7 @@ def check_workdir(config, workdir, sections: tuple[str, ...]) -> None:
           for k in sorted(set(old) | set(new)) if (k in old, old.get(k)) != (k in new, new.get(k))]
   if diff:
     raise ConfigChangeError(
-        f"{f}: the workdir was trained with another {'/'.join(sections)} config ("
+        f"{f}: the workdir was run with another config ({'/'.join(sections)}: "
         + "; ".join(diff) + "); use a fresh workdir, or pass "
         "--config.train.allow_config_change=True to continue it with this config")
 

@@ -101,9 +101,7 @@ def _continue(workdir: str, asked: dict, **kw) -> DualEncoder:
     diff = {k: (asked[k], found[k]) for k in asked if asked[k] != found[k]}
     raise ValueError(f"model.init {workdir}: its model differs from the config's "
                      f"(asked, found): {diff}")
-  graphdef, state = nnx.split(model_from_spec(spec, **kw))
-  params, _ = checkpoint.restore_params(workdir, nnx.to_pure_dict(state), "best")
-  return nnx.merge(graphdef, params)
+  return load_trained(workdir, "best", **kw)[0]
 
 
 def build_reader(init: str, *, dtype=None, remat: bool = False, attention: str = "auto",
@@ -149,12 +147,12 @@ def read_spec(workdir) -> dict:
   return spec
 
 
-def load_trained(workdir, which: str = "best", dtype=None, step: int | None = None):
+def load_trained(workdir, which: str = "best", dtype=None, step: int | None = None, **kw):
   """A trained model (DualEncoder or Reader) from a training workdir: `best` (falls back to
-  latest) or `latest`; with `step`, that step of best/ (which=best) or checkpoints/ (latest).
-  -> (model, spec, step)."""
+  latest) or `latest`; with `step`, that step of best/ (which=best) or checkpoints/ (latest);
+  `kw`: `remat`, `attention`. -> (model, spec, step)."""
   spec = read_spec(workdir)
-  graphdef, state = nnx.split(model_from_spec(spec, dtype))
+  graphdef, state = nnx.split(model_from_spec(spec, dtype, **kw))
   params, got = checkpoint.restore_params(workdir, nnx.to_pure_dict(state), which, step)
   return nnx.merge(graphdef, params), spec, got
 
