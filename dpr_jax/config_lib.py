@@ -52,13 +52,14 @@ POSITIVE = ("train.global_batch", "train.batch_questions", "train.log_every",
             "data.top", "eval.batch_size", "eval.batch_questions", "eval.top_k",
             "eval.max_answer_length", "data.question_groups", "recipe.encode_max_length",
             "recipe.encode_batch_size", "recipe.mine_questions", "recipe.mine_depth",
-            "recipe.round2_steps")
+            "recipe.round2_steps", "recipe.window_stride")
 # Fields that must be >= 0 (0 means "off" or "all").
 NON_NEGATIVE = ("train.epochs", "train.max_steps", "train.grad_cache_chunk", "eval.every",
                 "eval.max_batches", "eval.max_questions", "data.num_hard_negatives",
                 "data.keep_negatives", "data.max_train_examples", "data.max_train_questions",
                 "optim.warmup_steps", "data.question_bucket_multiple", "recipe.mined_negatives",
-                "recipe.round2_hard_negatives", "recipe.round2_warmup_steps")
+                "recipe.round2_hard_negatives", "recipe.round2_warmup_steps",
+                "recipe.window_words")
 
 
 class ConfigError(ValueError):

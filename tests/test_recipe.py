@@ -34,7 +34,7 @@ def _config(squad):
   c.recipe = ml_collections.ConfigDict(dict(
       encode_max_length=32, encode_batch_size=64, mine_questions=40, mine_depth=10,
       mined_negatives=2, mix_bm25=True, round2_steps=3, round2_lr=1e-3, round2_warmup_steps=1,
-      round2_hard_negatives=1))
+      round2_hard_negatives=1, window_words=20, window_stride=8))
   c.lock()
   return c
 
@@ -99,6 +99,29 @@ def test_evaluation_covers_every_split_and_retriever(whole):
   assert rows["dev2/bm25"]["top5"] == pytest.approx(top5)
 
 
+def test_round2_reads_windows_and_is_scored_by_paragraph(whole):
+  """encode2 embeds every 20-word window (stride 8) of each paragraph, counted here from the
+  word counts; round 2's results list paragraphs, each once, at its best window's score."""
+  from dpr_jax.data.corpus import read_corpus
+  from dpr_jax.retrieval.encoding import read_embeddings
+  _, work, _ = whole
+  split = json.loads((work / "round1" / "data" / "split.json").read_text())
+  corpus = read_corpus(Path(split["corpus"]) / "paragraphs.tsv.gz")
+  n_words = [len(t.split()) for t in corpus.texts]
+  expected = sum(1 if n <= 20 else -(-(n - 20) // 8) + 1 for n in n_words)
+  assert expected > 2 * len(corpus.ids)
+  ids1, _, _ = read_embeddings(work / "emb1")
+  ids2, emb2, _ = read_embeddings(work / "emb2")
+  assert len(ids1) == len(corpus.ids) and len(ids2) == expected == len(emb2)
+  assert {i.rpartition("~")[0] for i in ids2} == set(corpus.ids)
+  for name in ("dense2", "hybrid2"):
+    for r in json.loads((work / "eval" / f"dev-{name}.json").read_text()):
+      ids = [c["id"] for c in r["ctxs"]]
+      assert len(ids) == len(set(ids)) > 0 and set(ids) <= set(corpus.ids)
+      s = [c["score"] for c in r["ctxs"]]
+      assert s == sorted(s, reverse=True)
+
+
 def test_a_run_cut_inside_round2_resumes_to_the_uncut_results(whole, tmp_path, monkeypatch):
   """Cut after round 2's step-2 checkpoint; the re-run skips the finished stages, resumes round
   2 from step 2, and ends with the uncut run's results."""
@@ -119,8 +142,12 @@ def test_a_run_cut_inside_round2_resumes_to_the_uncut_results(whole, tmp_path, m
   assert list(first) == ["round1", "encode1", "mine"]
   mined_at = (tmp_path / "mine" / "train.jsonl.gz").stat().st_mtime_ns
   monkeypatch.setattr(checkpoint.Checkpointer, "save", real_save)
+  # `evaluate` alone scores the rounds encoded so far: round 1.
+  recipe_lib.Recipe(config, tmp_path).run(["evaluate"])
+  assert sorted(json.loads((tmp_path / "results.json").read_text())) == sorted(
+      f"{s}/{r}" for s in ("dev", "dev2") for r in ("bm25", "dense1", "hybrid1"))
   again = recipe_lib.Recipe(config, tmp_path).run()
-  assert {k: again[k] for k in first} == first
+  assert {k: again[k] for k in first} == first and "evaluate" in again
   assert (tmp_path / "mine" / "train.jsonl.gz").stat().st_mtime_ns == mined_at
   steps = [l["step"] for l in _lines(tmp_path / "round2" / "metrics.jsonl") if "train/loss" in l]
   assert steps == [1, 2, 3]  # step 3 once: resumed at 2, not restarted
@@ -143,3 +170,6 @@ def test_recipe_command_refuses_a_config_without_recipe_and_unknown_stages(capsy
   assert cli.recipe(["--config", "squad.py", "--workdir", "w",
                      "--config.data.prepare="]) == 2
   assert "expected data.prepare 'squad'" in capsys.readouterr().err
+  assert cli.recipe(["--config", "squad.py", "--workdir", "w",
+                     "--config.recipe.window_stride=101"]) == 2
+  assert "expected recipe.window_stride <= window_words" in capsys.readouterr().err

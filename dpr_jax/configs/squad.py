@@ -55,4 +55,6 @@ def get_config():
   r.round2_lr = 2e-5
   r.round2_warmup_steps = 16
   r.round2_hard_negatives = 1   # per question per step, drawn from the mixed pool
+  r.window_words = 100          # round 2 encodes 100-word windows (0: whole paragraphs)
+  r.window_stride = 50          # a window every 50 words
   return c

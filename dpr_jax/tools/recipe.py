@@ -13,10 +13,16 @@ and a cut stage resumes: training from its latest checkpoint, encoding from its 
    answer, and appends the question's BM25 negatives (`recipe.mix_bm25`) -> `mine/train.jsonl.gz`.
 4. `round2`: training continues from round 1's best checkpoint on the mined data, with the
    `recipe.round2_*` settings -> `round2/`.
-5. `encode2`: the corpus with the round-2 model -> `emb2/`.
+5. `encode2`: the corpus with the round-2 model -> `emb2/`; with `recipe.window_words` > 0,
+   the corpus cut into overlapping windows of that many words (`windows.tsv.gz`, DPR's 100-word
+   passages), so that every word of a long paragraph is read.
 6. `evaluate`: BM25, dense and hybrid (BM25 + dense / temperature, as `retrieve --retriever
-   hybrid`) for both rounds on every held-out split (`dev`, `dev2`, ...), top-k by DPR's protocol
-   -> `eval/SPLIT-RETRIEVER.json` (+ `.metrics.json`), summed up in `results.md`.
+   hybrid`) for every encoded round on every held-out split (`dev`, `dev2`, ...), top-k by DPR's
+   protocol -> `eval/SPLIT-RETRIEVER.json` (+ `.metrics.json`), summed up in `results.md`.
+   Round 2 over windows is scored paragraph by paragraph (`retrieve --paragraphs`: each
+   paragraph at its best window's rank). It runs on every re-run, skipping the retrievers it
+   has scored, so `--stages round1,encode1,evaluate` scores round 1 alone and a later run adds
+   round 2.
 
 Every stage is a documented command (`train.py`, `encode.py`, `python -m dpr_jax.retrieve`,
 `mine`, `evaluate`) run in this process; the log names each one.
@@ -36,7 +42,7 @@ log = logging.getLogger("dpr_jax")
 STAGES = ("round1", "encode1", "mine", "round2", "encode2", "evaluate")
 FIELDS = ("encode_max_length", "encode_batch_size", "mine_questions", "mine_depth",
           "mined_negatives", "mix_bm25", "round2_steps", "round2_lr", "round2_warmup_steps",
-          "round2_hard_negatives")
+          "round2_hard_negatives", "window_words", "window_stride")
 
 
 def check_config(config, source) -> None:
@@ -48,6 +54,10 @@ def check_config(config, source) -> None:
   missing = [f for f in FIELDS if f not in config.recipe]
   if missing:
     raise cli.UsageError(f"--config {source}: the `recipe` section lacks {', '.join(missing)}")
+  r = config.recipe
+  if r.window_words and r.window_stride > r.window_words:
+    raise cli.UsageError(f"--config {source}: expected recipe.window_stride <= window_words "
+                         f"(windows overlap or touch), found {r.window_stride} > {r.window_words}")
   if config.data.prepare != "squad":
     raise cli.UsageError(f"--config {source}: expected data.prepare 'squad' (the recipe mines "
                          f"the prepared training questions), found {config.data.prepare!r}")
@@ -95,7 +105,7 @@ class Recipe:
   def run(self, stages=STAGES) -> dict:
     self.check_workdir()
     for stage in [s for s in STAGES if s in stages]:
-      if stage in self.done():
+      if stage in self.done() and stage != "evaluate":
         log.info("recipe: %s already done; skipped", stage)
         continue
       log.info("recipe: %s", stage)
@@ -115,6 +125,18 @@ class Recipe:
   def passages(self) -> Path:
     split = json.loads((self.data / "split.json").read_text())
     return Path(split["corpus"]) / "paragraphs.tsv.gz"
+
+  def corpus(self, n: int) -> list:
+    """The `--passages` (and `--paragraphs`) flags of what round `n`'s model encodes."""
+    if n == 1 or not self.r.window_words:
+      return ["--passages", self.passages]
+    windows = self.workdir / "windows.tsv.gz"
+    if not windows.is_file():
+      from dpr_jax.tools.prepare import prepare_windows
+      log.info("recipe: python -m dpr_jax.prepare windows --passages %s --out %s --words %d "
+               "--stride %d", self.passages, windows, self.r.window_words, self.r.window_stride)
+      prepare_windows(self.passages, windows, self.r.window_words, self.r.window_stride)
+    return ["--passages", windows, "--paragraphs", self.passages]
 
   def splits(self) -> list[str]:
     from dpr_jax.tools.prepare import dev_name
@@ -153,8 +175,8 @@ class Recipe:
     self._train(2)
 
   def _encode(self, n: int):
-    self._tool("dpr_jax.encode", ["--model", self.workdir / f"round{n}", "--passages",
-                                  self.passages, "--out", self.workdir / f"emb{n}",
+    self._tool("dpr_jax.encode", ["--model", self.workdir / f"round{n}",
+                                  *self.corpus(n)[:2], "--out", self.workdir / f"emb{n}",
                                   "--max_length", self.r.encode_max_length,
                                   "--batch_size", self.r.encode_batch_size])
 
@@ -183,9 +205,10 @@ class Recipe:
 
   def _retrievers(self):
     lam = 1.0 / self.config.loss.temperature if self.config.loss.similarity == "cosine" else 1.0
-    yield "bm25", ["--retriever", "bm25"]
-    for n in (1, 2):
-      dense = ["--model", self.workdir / f"round{n}", "--embeddings", self.workdir / f"emb{n}"]
+    yield "bm25", ["--retriever", "bm25", "--passages", self.passages]
+    for n in [n for n in (1, 2) if f"encode{n}" in self.done()]:
+      dense = ["--model", self.workdir / f"round{n}", "--embeddings", self.workdir / f"emb{n}",
+               *self.corpus(n)]
       yield f"dense{n}", dense
       yield f"hybrid{n}", dense + ["--retriever", "hybrid", "--hybrid_lambda", lam,
                                    "--hybrid_depth", 100]
@@ -201,7 +224,7 @@ class Recipe:
           rows[f"{split}/{name}"] = json.loads(metrics.read_text())
           continue
         self._tool("dpr_jax.retrieval.retrieve", args + [
-            "--passages", self.passages, "--questions", self.data / f"{split}.qas.jsonl",
+            "--questions", self.data / f"{split}.qas.jsonl",
             "--k", 100, "--no_text", "--out", out])
         self._tool("dpr_jax.retrieval.evaluate", [out])
         rows[f"{split}/{name}"] = json.loads(metrics.read_text())
