@@ -56,3 +56,19 @@ def test_squad_em_and_f1_by_hand():
   # prediction "eiffel", gold "eiffel tower": precision 1, recall 1/2 -> F1 2/3
   assert abs(f1("Eiffel", ["eiffel tower", "paris"]) - 2 / 3) < 1e-9
   assert f1("london", ["paris"]) == 0.0
+
+
+def test_passage_matcher_tokenises_each_passage_once(monkeypatch):
+  from dpr_jax.data import answers
+  texts = ["Röntgen won in 1901.", "Paris, France.", "the 1901 prize"]
+  calls = []
+  real = answers.tokens
+  monkeypatch.setattr(answers, "tokens", lambda t: calls.append(t) or real(t))
+  m = answers.PassageMatcher(texts)
+  asked = [(["1901"], 0), (["roentgen"], 0), (["paris"], 1), (["1901"], 2), (["france"], 2),
+           (["Röntgen"], 0)]
+  assert [m(a, r) for a, r in asked] == [True, False, True, True, False, True]
+  assert sorted(c for c in calls if c in texts) == sorted(texts)  # each passage once
+  assert answers.PassageMatcher(texts, "regex")([r"19\d\d"], 2)
+  with pytest.raises(ValueError, match="match mode"):
+    answers.PassageMatcher(texts, "fuzzy")

@@ -60,6 +60,24 @@ def has_answer(answers, text: str, mode: str = "string") -> bool:
   raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")
 
 
+class PassageMatcher:
+  """`has_answer` against the passages `texts[row]` of a corpus, each passage tokenised once
+  however many questions retrieve it (`string` mode)."""
+
+  def __init__(self, texts, mode: str = "string"):
+    if mode not in MATCH_MODES:
+      raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")
+    self.texts, self.mode, self._words = texts, mode, {}
+
+  def __call__(self, answers, row: int) -> bool:
+    if self.mode != "string":
+      return has_answer(answers, self.texts[row], self.mode)
+    words = self._words.get(row)
+    if words is None:
+      words = self._words[row] = tokens(self.texts[row])
+    return has_answer_tokens(answers, words)
+
+
 # SQuAD's answer scoring (the official v1.1 evaluation script's normalisation).
 _ARTICLES = regex.compile(r"\b(a|an|the)\b", flags=regex.UNICODE)
 

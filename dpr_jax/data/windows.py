@@ -52,9 +52,9 @@ def to_paragraphs(results: list[dict], corpus, k: int, match: str = "string",
   """Results over windows -> results over `corpus`'s paragraphs: each paragraph at the rank of
   its best window (with that window's score), duplicates dropped, the first `k` kept;
   `has_answer` is recomputed on the paragraph's text."""
-  from dpr_jax.data.answers import has_answer
+  from dpr_jax.data.answers import PassageMatcher
   row = {str(pid): i for i, pid in enumerate(corpus.ids)}
-  out = []
+  out, has_answer = [], PassageMatcher(corpus.texts, match)
   for n, r in enumerate(results):
     seen, ctxs = set(), []
     for c in r["ctxs"]:
@@ -67,7 +67,7 @@ def to_paragraphs(results: list[dict], corpus, k: int, match: str = "string",
       seen.add(pid)
       i = row[pid]
       ctx = {"id": pid, "score": c.get("score"),
-             "has_answer": has_answer(r["answers"], corpus.texts[i], match)}
+             "has_answer": has_answer(r["answers"], i)}
       if with_text:
         ctx.update(title=corpus.titles[i], text=corpus.texts[i])
       ctxs.append(ctx)

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from dpr_jax import cli
-from dpr_jax.data.answers import has_answer
+from dpr_jax.data.answers import PassageMatcher
 from dpr_jax.data.textio import DataError, atomic_write, read_json
 from dpr_jax.retrieval.evaluate import check_results
 from dpr_jax.data.corpus import read_corpus
@@ -47,13 +47,13 @@ def mine(results: list[dict], corpus, num_hard_negatives: int, match: str = "str
   row = {pid: i for i, pid in enumerate(corpus.ids)}
   ctx = lambda pid: {"title": corpus.titles[row[pid]], "text": corpus.texts[row[pid]],
                      "passage_id": pid}
-  records = []
+  records, matcher = [], PassageMatcher(corpus.texts, match)
   stats = {"skipped_no_positive": 0, "dropped_positive": 0, "dropped_has_answer": 0}
   for n, r in enumerate(results):
     for c in r["ctxs"]:
       if str(c["id"]) not in row:
         raise ValueError(f"record {n}: expected passage ids of {corpus.path}, found {c['id']!r}")
-    answer_in = lambda pid: has_answer(r["answers"], corpus.texts[row[pid]], match)
+    answer_in = lambda pid: matcher(r["answers"], row[pid])
     gold = [str(p) for p in r.get("positive_pids") or []]
     positives = gold or [str(c["id"]) for c in r["ctxs"] if answer_in(str(c["id"]))][:1]
     if not positives:

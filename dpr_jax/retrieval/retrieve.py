@@ -57,15 +57,7 @@ def dense_index(emb_dir, kind: str, index_dir=None, mesh_recall: float = 1.0):
 
 
 def results_json(questions, corpus, rows, scores, match="string", with_text=True) -> list[dict]:
-  out, words = [], {}
-
-  def hit(answers, r):
-    if match != "string":
-      return answer_lib.has_answer(answers, corpus.texts[r], match)
-    if r not in words:  # tokenise each passage once, not once per question
-      words[r] = answer_lib.tokens(corpus.texts[r])
-    return answer_lib.has_answer_tokens(answers, words[r])
-
+  out, hit = [], answer_lib.PassageMatcher(corpus.texts, match)
   for q, rr, ss in zip(questions, rows, scores):
     ctxs = [{"id": corpus.ids[r], **({"title": corpus.titles[r], "text": corpus.texts[r]}
                                      if with_text else {}),
