@@ -69,6 +69,8 @@ def test_passage_matcher_tokenises_each_passage_once(monkeypatch):
            (["Röntgen"], 0)]
   assert [m(a, r) for a, r in asked] == [True, False, True, True, False, True]
   assert sorted(c for c in calls if c in texts) == sorted(texts)  # each passage once
+  small = answers.PassageMatcher(texts, max_cached=2)  # full: emptied, then filled again
+  assert [small(a, r) for a, r in asked] == [True, False, True, True, False, True]
   assert answers.PassageMatcher(texts, "regex")([r"19\d\d"], 2)
   with pytest.raises(ValueError, match="match mode"):
     answers.PassageMatcher(texts, "fuzzy")

@@ -62,18 +62,21 @@ def has_answer(answers, text: str, mode: str = "string") -> bool:
 
 class PassageMatcher:
   """`has_answer` against the passages `texts[row]` of a corpus, each passage tokenised once
-  however many questions retrieve it (`string` mode)."""
+  however many questions retrieve it (`string` mode; at most `max_cached` passages are kept,
+  the cache emptied when full)."""
 
-  def __init__(self, texts, mode: str = "string"):
+  def __init__(self, texts, mode: str = "string", max_cached: int = 200_000):
     if mode not in MATCH_MODES:
       raise ValueError(f"match mode must be one of {MATCH_MODES}, got {mode!r}")
-    self.texts, self.mode, self._words = texts, mode, {}
+    self.texts, self.mode, self._words, self.max_cached = texts, mode, {}, max_cached
 
   def __call__(self, answers, row: int) -> bool:
     if self.mode != "string":
       return has_answer(answers, self.texts[row], self.mode)
     words = self._words.get(row)
     if words is None:
+      if len(self._words) >= self.max_cached:
+        self._words.clear()
       words = self._words[row] = tokens(self.texts[row])
     return has_answer_tokens(answers, words)
 

@@ -57,11 +57,13 @@ def dense_index(emb_dir, kind: str, index_dir=None, mesh_recall: float = 1.0):
 
 
 def results_json(questions, corpus, rows, scores, match="string", with_text=True) -> list[dict]:
-  out, hit = [], answer_lib.PassageMatcher(corpus.texts, match)
+  """DPR's results records; `match` None leaves `has_answer` out (windows mapped back to
+  paragraphs are matched on the paragraph)."""
+  out, hit = [], answer_lib.PassageMatcher(corpus.texts, match) if match else None
   for q, rr, ss in zip(questions, rows, scores):
     ctxs = [{"id": corpus.ids[r], **({"title": corpus.titles[r], "text": corpus.texts[r]}
                                      if with_text else {}),
-             "score": float(s), "has_answer": hit(q.answers, r)}
+             "score": float(s), **({"has_answer": hit(q.answers, r)} if hit else {})}
             for r, s in zip(rr, ss) if r >= 0]
     item = {"question": q.question, "answers": q.answers, "ctxs": ctxs}
     if q.id is not None:
@@ -103,7 +105,7 @@ class Settings:
   hybrid_depth: int = 1000
   bm25_k1: float = 0.9
   bm25_b: float = 0.4
-  match: str = "string"
+  match: str | None = "string"      # None: no has_answer in the results
   with_text: bool = True
 
 
@@ -208,7 +210,8 @@ def main(argv=None):
   if a.paragraphs:
     from dpr_jax.data import windows
     from dpr_jax.data.corpus import read_corpus
-    found = retrieve(read_questions(a), settings(a, 4 * a.k, with_text=False))
+    found = retrieve(read_questions(a), dataclasses.replace(
+        settings(a, 4 * a.k, with_text=False), match=None))
     results = windows.to_paragraphs(found, read_corpus(a.paragraphs), a.k, a.match,
                                     with_text=not a.no_text)
   else:

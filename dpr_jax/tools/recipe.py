@@ -14,15 +14,15 @@ and a cut stage resumes: training from its latest checkpoint, encoding from its 
 4. `round2`: training continues from round 1's best checkpoint on the mined data, with the
    `recipe.round2_*` settings -> `round2/`.
 5. `encode2`: the corpus with the round-2 model -> `emb2/`; with `recipe.window_words` > 0,
-   the corpus cut into overlapping windows of that many words (`windows.tsv.gz`, DPR's 100-word
-   passages), so that every word of a long paragraph is read.
+   the corpus cut into overlapping windows of that many words (`windows-WORDS-STRIDE.tsv.gz`;
+   DPR's 100-word passages), so that every word of a long paragraph is read.
 6. `evaluate`: BM25, dense and hybrid (BM25 + dense / temperature, as `retrieve --retriever
    hybrid`) for every encoded round on every held-out split (`dev`, `dev2`, ...), top-k by DPR's
    protocol -> `eval/SPLIT-RETRIEVER.json` (+ `.metrics.json`), summed up in `results.md`.
    Round 2 over windows is scored paragraph by paragraph (`retrieve --paragraphs`: each
    paragraph at its best window's rank). It runs on every re-run, skipping the retrievers it
-   has scored, so `--stages round1,encode1,evaluate` scores round 1 alone and a later run adds
-   round 2.
+   has scored (`eval/*.metrics.json`; delete them to score again), so `--stages
+   round1,encode1,evaluate` scores round 1 alone and a later run adds round 2.
 
 Every stage is a documented command (`train.py`, `encode.py`, `python -m dpr_jax.retrieve`,
 `mine`, `evaluate`) run in this process; the log names each one.
@@ -82,8 +82,11 @@ class Recipe:
     return json.loads(f.read_text()) if f.is_file() else {}
 
   def _mark(self, stage: str, seconds: float):
+    """Records a finished stage; `evaluate`, which a re-run extends, adds up its seconds."""
     from dpr_jax.data.textio import write_json
     rec = self.done()
+    if stage in rec:
+      seconds += rec[stage]["seconds"]
     rec[stage] = {"seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(self.record_file, rec)
 
@@ -110,8 +113,8 @@ class Recipe:
         continue
       log.info("recipe: %s", stage)
       t = time.time()
-      getattr(self, stage)()
-      self._mark(stage, time.time() - t)
+      if getattr(self, stage)() is not False:  # False: nothing was left to do
+        self._mark(stage, time.time() - t)
     return self.done()
 
   def _tool(self, module: str, args: list[str]):
@@ -130,7 +133,7 @@ class Recipe:
     """The `--passages` (and `--paragraphs`) flags of what round `n`'s model encodes."""
     if n == 1 or not self.r.window_words:
       return ["--passages", self.passages]
-    windows = self.workdir / "windows.tsv.gz"
+    windows = self.workdir / f"windows-{self.r.window_words}-{self.r.window_stride}.tsv.gz"
     if not windows.is_file():
       from dpr_jax.tools.prepare import prepare_windows
       log.info("recipe: python -m dpr_jax.prepare windows --passages %s --out %s --words %d "
@@ -215,7 +218,7 @@ class Recipe:
 
   def evaluate(self):
     from dpr_jax.retrieval.evaluate import format_table
-    rows = {}
+    rows, scored = {}, False
     for split in self.splits():
       for name, args in self._retrievers():
         out = self.workdir / "eval" / f"{split}-{name}.json"
@@ -227,11 +230,12 @@ class Recipe:
             "--questions", self.data / f"{split}.qas.jsonl",
             "--k", 100, "--no_text", "--out", out])
         self._tool("dpr_jax.retrieval.evaluate", [out])
-        rows[f"{split}/{name}"] = json.loads(metrics.read_text())
+        rows[f"{split}/{name}"], scored = json.loads(metrics.read_text()), True
     from dpr_jax.data.textio import write_json
     write_json(self.workdir / "results.json", rows)
     lines = [f"## {k}\n\n{format_table(m)}\n" for k, m in rows.items()]
     (self.workdir / "results.md").write_text("\n".join(lines))
+    return scored or "evaluate" not in self.done()
 
 
 def main(argv=None):
