@@ -23,9 +23,18 @@ from jax.extend import random as jax_random
 
 POOLINGS = ("cls", "mean")
 # `auto`: cuDNN flash attention on a GPU in bf16/fp16 when the head size allows it, the
-# deferred-normalisation form on a CPU, XLA's attention elsewhere; `xla`: always
-# `jax.nn.dot_product_attention`; `cudnn`: always cuDNN (an error where it cannot run).
+# deferred-normalisation form on a CPU, XLA's attention elsewhere (a TPU: XLA fuses
+# `jax.nn.dot_product_attention` for its TensorCores; `auto_attention`); `xla`: always
+# `jax.nn.dot_product_attention`; `cudnn`: always cuDNN (an error where it cannot run). Under
+# dropout on the probabilities every platform runs the deferred form (`SelfAttention`).
 ATTENTIONS = ("auto", "xla", "cudnn")
+
+
+def auto_attention(platform: str) -> str:
+  """What `auto` runs on `platform` (jax's backend name) without probability dropout, beside
+  cuDNN on a GPU: `deferred` (`deferred_softmax_attention`) on a CPU, else `xla`. A program
+  compiled on a CPU host for a TPU (`dpr_jax.compile`) pins this choice for `tpu`."""
+  return "deferred" if platform == "cpu" else "xla"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,7 +185,7 @@ def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
     lengths = mask.sum(-1).astype(jnp.int32)
     return jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
                                         key_value_seq_lengths=lengths, implementation="cudnn")
-  if implementation == "auto" and jax.default_backend() == "cpu":
+  if implementation == "auto" and auto_attention(jax.default_backend()) == "deferred":
     return deferred_softmax_attention(q, k, v, mask)
   return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None, None, :].astype(bool))
 

@@ -26,6 +26,13 @@ def make_mesh(fsdp: int = 1, devices=None) -> Mesh:
   n = len(devices)
   if fsdp < 1 or n % fsdp:
     raise ValueError(f"fsdp={fsdp} must divide the number of devices ({n})")
+  slices = len({getattr(d, "slice_index", 0) or 0 for d in devices})
+  if slices > 1:  # TPU slices joined by the data-center network: `data` spans the slices
+    from jax.experimental import mesh_utils
+    if (n // slices) % fsdp:
+      raise ValueError(f"fsdp={fsdp} must divide the devices of one slice ({n // slices})")
+    grid = mesh_utils.create_hybrid_device_mesh((n // slices // fsdp, fsdp), (slices, 1), devices)
+    return Mesh(grid, BATCH, axis_types=(AxisType.Auto, AxisType.Auto))
   return jax.make_mesh((n // fsdp, fsdp), BATCH, axis_types=(AxisType.Auto, AxisType.Auto),
                        devices=devices)
 

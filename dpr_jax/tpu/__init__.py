@@ -1,0 +1,1 @@
+"""Compiling DPR's steps for TPU topologies without a TPU (`python -m dpr_jax.compile`)."""
