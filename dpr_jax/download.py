@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.download`: runs `dpr_jax.data.download` (`dpr_jax.cli.download`)."""
-import sys
-
+"""`python -m dpr_jax.download` runs `dpr_jax.data.download` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.download())
+main = cli.alias(__name__, "download")

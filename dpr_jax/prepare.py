@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.prepare`: runs `dpr_jax.tools.prepare` (`dpr_jax.cli.prepare`)."""
-import sys
-
+"""`python -m dpr_jax.prepare` runs `dpr_jax.tools.prepare` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.prepare())
+main = cli.alias(__name__, "prepare")

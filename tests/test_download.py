@@ -193,7 +193,7 @@ def test_groups_expand_and_unknown_names_fail(capsys):
   assert _cli(["nq-trian"]) == 2
   assert "unknown resource 'nq-trian'" in capsys.readouterr().err
   for r in download.CATALOG.values():
-    assert r.url.startswith("https://dl.fbaipublicfiles.com/dpr/")
+    assert r.url.startswith("https://dl.fbaipublicfiles.com/dpr/") == (r.folder == "dpr")
 
 
 def test_nq_config_finds_the_downloaded_files(tmp_path, monkeypatch):
@@ -209,3 +209,92 @@ def test_nq_config_finds_the_downloaded_files(tmp_path, monkeypatch):
   assert (c.data.train_files, c.data.dev_file) == (str(tmp_path / "t.json"), "/v.json")
   with pytest.raises(ValueError, match="nq.py: expected dir=DIR"):
     nq.get_config("trian=t.json")
+
+
+# --- the official SQuAD files ------------------------------------------------------------------
+
+import dataclasses
+import gzip
+import json
+
+
+def test_squad_resources_are_the_official_files_with_their_sizes():
+  """URLs of the SQuAD site, sizes and sha256 as published loaders record them (ParlAI's
+  `squad` task, Hugging Face's `squad` script): 30,288,272 and 4,854,279 bytes."""
+  train, dev = download.expand(["squad"])
+  base = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
+  assert (train.url, train.size, train.filename) == (base + "train-v1.1.json", 30288272,
+                                                     "train-v1.1.json")
+  assert (dev.url, dev.size, dev.filename) == (base + "dev-v1.1.json", 4854279, "dev-v1.1.json")
+  assert train.sha256 == "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955"
+  assert dev.sha256 == "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"
+  assert train.folder == dev.folder == "squad-official"
+
+
+def _official(title, context, qid, question, answer):
+  return json.dumps({"version": "1.1", "data": [{"title": title, "paragraphs": [
+      {"context": context, "qas": [{"id": qid, "question": question,
+                                    "answers": [{"answer_start": 0, "text": answer}]}]}]}]}).encode()
+
+
+def _local_squad(base, bodies, prefix="files"):
+  """The catalog's SQuAD entries, served by the local server: sizes and sha256 of `bodies`."""
+  return {r.name: dataclasses.replace(r, url=f"{base}/{prefix}/{r.filename}",
+                                      size=len(bodies[r.filename]),
+                                      sha256=hashlib.sha256(bodies[r.filename]).hexdigest())
+          for r in download.expand(["squad"])}
+
+
+def test_download_squad_into_data_squad_official(server, tmp_path, monkeypatch, capsys):
+  """`download squad` with no --out: both files, under the cwd's data/squad-official; a dropped
+  connection resumed; the sha256 checked (a wrong one removes the file)."""
+  base, h = server
+  bodies = {"train-v1.1.json": _official("T", "Paris is in France. " * 300, "q1", "Where?",
+                                         "France"),
+            "dev-v1.1.json": _official("D", "Rome is in Italy.", "q2", "Where?", "Italy")}
+  h.files = bodies
+  h.drops["n"] = 1
+  monkeypatch.chdir(tmp_path)
+  catalog = _local_squad(base, bodies, "drop")
+  assert _cli(["squad"], catalog) == 0
+  folder = tmp_path / "data" / "squad-official"
+  assert capsys.readouterr().out.split() == [str(folder / "train-v1.1.json"),
+                                             str(folder / "dev-v1.1.json")]
+  assert {p.name: p.read_bytes() for p in folder.iterdir()} == bodies
+  n = len(bodies["train-v1.1.json"])
+  assert [r for _, r in h.log] == [None, f"bytes={n - n // 2}-", None]
+  bad = {k: dataclasses.replace(r, sha256="0" * 64) for k, r in catalog.items()}
+  assert _cli(["squad-dev", "--out", str(tmp_path / "x")], bad) == 2
+  assert "sha256 differs" in capsys.readouterr().err
+  assert list((tmp_path / "x").iterdir()) == []
+
+
+def test_prepare_squad_download_builds_from_the_fetched_files(server, tmp_path, monkeypatch):
+  """`prepare squad --download`: fetches both files into data/squad-official, then builds the
+  corpus (both files' paragraphs), the test questions (dev) and the training files."""
+  from dpr_jax.tools import prepare
+  base, h = server
+  arts = [{"title": f"A{i}", "paragraphs": [{"context": f"Fact {i}: the answer is word{i}.",
+                                             "qas": [{"id": f"q{i}", "question": f"Fact {i}?",
+                                                      "answers": [{"answer_start": 0,
+                                                                   "text": f"word{i}"}]}]}]}
+          for i in range(4)]
+  bodies = {"train-v1.1.json": json.dumps({"data": arts[:3]}).encode(),
+            "dev-v1.1.json": json.dumps({"data": arts[3:]}).encode()}
+  h.files = bodies
+  for name, r in _local_squad(base, bodies).items():
+    monkeypatch.setitem(download.CATALOG, name, r)
+  monkeypatch.chdir(tmp_path)
+  assert prepare.main(["squad", "--download", "--out", "data/squad", "--num_val_articles", "1",
+                       "--num_hard_negatives", "1"]) == 0
+  assert sorted(p.name for p in (tmp_path / "data" / "squad-official").iterdir()) == [
+      "dev-v1.1.json", "train-v1.1.json"]
+  out = tmp_path / "data" / "squad"
+  with gzip.open(out / "paragraphs.tsv.gz", "rt") as f:
+    assert len(f.read().splitlines()) == 1 + 4
+  with gzip.open(out / "test.qas.jsonl.gz", "rt") as f:
+    assert [json.loads(l)["id"] for l in f] == ["q3"]
+  with gzip.open(out / "train.jsonl.gz", "rt") as f:
+    train = [json.loads(l)["id"] for l in f]
+  dev = [json.loads(l)["id"] for l in open(out / "dev.qas.jsonl")]
+  assert len(dev) == 1 and sorted(train + dev) == ["q0", "q1", "q2"]

@@ -78,24 +78,52 @@ def _raw_tsv(path):
   return rows[1:]
 
 
+def _read_json_directly(path):
+  """The (title, text) rows and (id, question, answers, title, positive text) of a SQuAD JSON
+  file, read with json alone: a second reading of the format docs/data.md describes."""
+  with gzip.open(path, "rt", encoding="utf-8") as f:
+    data = json.load(f)["data"]
+  rows, qs = [], []
+  for art in data:
+    title = art["title"].replace("_", " ")
+    for par in art["paragraphs"]:
+      text = " ".join(par["context"].split())
+      rows.append((title, text))
+      for qa in par["qas"]:
+        answers = list(dict.fromkeys(a["text"] for a in qa["answers"] if a["text"].strip()))
+        qs.append((qa["id"], qa["question"], answers, title, text))
+  return rows, qs
+
+
 def test_official_train_json_gives_the_shared_paragraphs_and_questions(squad_dir, tmp_path):
-  """Built from `train-v1.1.json.gz` alone: the corpus holds the paragraphs of the 442 training
-  articles. Compared with the shared derived files: the multiset of (title, text) of our corpus
-  equals that of the shared corpus's rows whose title is a training article; the questions have
-  the same ids in the same order, the same question, answers and title; and each question's
-  positives have the same texts (ids differ: ours number paragraphs in file order)."""
+  """Built from `train-v1.1.json.gz` alone (the full file, or the embedded slice when the shared
+  folder is absent). Against a direct reading of the JSON: the same (title, text) rows in file
+  order, ids 1..N; the same questions in order, each with one positive or more, all holding its
+  paragraph's text. On the full file, also against the shared derived files (rebuilt from the
+  SQuAD explorer's pages): the multiset of (title, text) equals that of the shared corpus's rows
+  whose title is a training article (all 442); the questions have the same ids in the same
+  order, the same question, answers and title; and each question's positives have the same
+  texts (ids differ: ours number paragraphs in file order)."""
   stats = prepare.build_squad_corpus(tmp_path, squad_dir / "train-v1.1.json.gz")
-  assert stats["train"]["articles"] == 442 and stats["passages"] == 18896
   ours = read_corpus(tmp_path / "paragraphs.tsv.gz")
-  assert ours.ids == [str(i) for i in range(1, 18897)]
+  our_q = read_questions(tmp_path / "train.qas.jsonl.gz")
+  rows, qs = _read_json_directly(squad_dir / "train-v1.1.json.gz")
+  assert list(zip(ours.titles, ours.texts)) == rows and stats["passages"] == len(rows)
+  assert ours.ids == [str(i) for i in range(1, len(rows) + 1)]
+  our_text = dict(zip(ours.ids, ours.texts))
+  assert [(q.id, q.question, q.answers, q.title) for q in our_q] == [x[:4] for x in qs]
+  assert all(q.positive_pids and {our_text[p] for p in q.positive_pids} == {x[4]}
+             for q, x in zip(our_q, qs))
+  if len(rows) != 18896:   # the embedded slice: no derived files to compare with
+    assert stats["train"]["articles"] == 442 and len(our_q) == len(qs) > 4000
+    return
+  assert stats["train"]["articles"] == 442
   shared = _raw_tsv(squad_dir / "paragraphs.tsv.gz")
   titles = set(ours.titles)
   assert len(titles) == 442
   assert (collections.Counter(zip(ours.titles, ours.texts))
           == collections.Counter((r[2], r[1]) for r in shared if r[2] in titles))
-  our_text = dict(zip(ours.ids, ours.texts))
   shared_text = {r[0]: r[1] for r in shared}
-  our_q = read_questions(tmp_path / "train.qas.jsonl.gz")
   shared_q = read_questions(squad_dir / "train.qas.jsonl.gz")
   assert len(our_q) == len(shared_q) == 87599
   for a, b in zip(our_q, shared_q):

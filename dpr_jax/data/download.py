@@ -1,16 +1,21 @@
-"""Download the data files DPR publishes.
+"""Download the data files DPR publishes, and the official SQuAD v1.1 files.
 
     python -m dpr_jax.download nq [--out data/dpr]    # NQ train + dev + the .qa.csv files
     python -m dpr_jax.download psgs_w100               # the 21M-passage Wikipedia TSV
+    python -m dpr_jax.download squad                   # train-v1.1.json, dev-v1.1.json
     python -m dpr_jax.download --list                  # resources, groups and sizes (offline)
 
-Files keep DPR's names and compression (`biencoder-nq-train.json.gz` is read as is) and go to
-`--out`, by default `./data/dpr` under the working directory, where `configs/nq.py` looks for
-them. A download streams into `NAME.part`, resumes it with an HTTP Range request when rerun (or
-after a dropped connection, `--retries` times), checks the size against the server's
-Content-Length (and the catalog's size and md5 where known), then renames it to `NAME`. A file
-already present is not fetched again. URLs are those of DPR's `dpr/data/download_data.py`
-(facebookresearch/DPR); DPR publishes neither sizes nor checksums, so the catalog lists none.
+Files keep their publishers' names and compression (`biencoder-nq-train.json.gz` is read as is)
+and go to `--out`, by default a folder under `./data` of the working directory: DPR's files to
+`./data/dpr`, where `configs/nq.py` looks for them; SQuAD's to `./data/squad-official`, where
+`prepare squad` and the SQuAD configs look for them. A download streams into `NAME.part`,
+resumes it with an HTTP Range request when rerun (or after a dropped connection, `--retries`
+times), checks the size against the server's Content-Length (and the catalog's size, md5 and
+sha256 where known), then renames it to `NAME`. A file already present is not fetched again.
+DPR's URLs are those of its `dpr/data/download_data.py` (facebookresearch/DPR); DPR publishes
+neither sizes nor checksums, so the catalog lists none for them. SQuAD's files carry their
+sizes and sha256 as loaders commonly record them (ParlAI, Hugging Face `squad`):
+train-v1.1.json 30,288,272 bytes, dev-v1.1.json 4,854,279 bytes.
 """
 from __future__ import annotations
 
@@ -37,6 +42,8 @@ class Resource:
   desc: str
   size: int | None = None   # bytes, where published
   md5: str | None = None    # where published
+  sha256: str | None = None  # where published
+  folder: str = "dpr"       # the default folder, ./data/<folder>
 
   @property
   def filename(self) -> str:
@@ -45,6 +52,11 @@ class Resource:
 
 def _r(name, path, desc):
   return Resource(name, f"{BASE}/{path}", desc)
+
+
+def _squad(name, file, desc, size, sha256):
+  return Resource(name, resources.SQUAD_URL + file, desc, size=size, sha256=sha256,
+                  folder=resources.LOCAL_OFFICIAL.name)
 
 
 CATALOG = {r.name: r for r in [
@@ -77,6 +89,10 @@ CATALOG = {r.name: r for r in [
        "CuratedTREC test questions (answers are regular expressions)"),
     _r("psgs_w100", "wikipedia_split/psgs_w100.tsv.gz",
        "Wikipedia (Dec 2018) in 21M 100-word passages, id<TAB>text<TAB>title"),
+    _squad("squad-train", "train-v1.1.json", "the official SQuAD v1.1 training set", 30288272,
+           "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955"),
+    _squad("squad-dev", "dev-v1.1.json", "the official SQuAD v1.1 dev set", 4854279,
+           "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
 ]}
 
 GROUPS = {
@@ -86,6 +102,7 @@ GROUPS = {
     "webq": ["webq-train", "webq-dev", "webq-test.qa"],
     "curatedtrec": ["curatedtrec-train", "curatedtrec-dev", "curatedtrec-test.qa"],
     "wikipedia": ["psgs_w100"],
+    "squad": ["squad-train", "squad-dev"],
 }
 
 
@@ -187,8 +204,8 @@ def _fetch_part(res: Resource, part: Path, timeout: float, progress: bool) -> in
   return have
 
 
-def _md5(path: Path) -> str:
-  h = hashlib.md5()
+def _digest(path: Path, algorithm: str) -> str:
+  h = hashlib.new(algorithm)
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       h.update(block)
@@ -215,11 +232,18 @@ def fetch(res: Resource, out_dir, *, retries: int = 3, timeout: float = 60.0,
             f"rerun to resume from {part}") from None
   if res.size is not None and size != res.size:
     raise DownloadError(f"{res.url}: got {size} bytes, expected {res.size} (kept in {part})")
-  if res.md5 and _md5(part) != res.md5:
-    part.unlink()
-    raise DownloadError(f"{res.url}: md5 differs from {res.md5}; the download was removed")
+  for algorithm, want in (("md5", res.md5), ("sha256", res.sha256)):
+    if want and _digest(part, algorithm) != want:
+      part.unlink()
+      raise DownloadError(f"{res.url}: {algorithm} differs from {want}; the download was removed")
   os.replace(part, dest)
   return dest
+
+
+def fetch_all(names, out=None, catalog=None, **kw) -> list[Path]:
+  """Downloads the resources `names` (resource or group names), each into `out` or, by
+  default, its own folder under ./data; returns their paths."""
+  return [fetch(r, out or resources.download_dir(r.folder), **kw) for r in expand(names, catalog)]
 
 
 def main(argv=None, catalog=None) -> int:
@@ -227,7 +251,8 @@ def main(argv=None, catalog=None) -> int:
   ap = cli.Parser("python -m dpr_jax.download", __doc__)
   ap.add_argument("resources", nargs="*", help="resource or group names (see --list)")
   ap.add_argument("--out", type=Path, default=None,
-                  help=f"folder for the files (default {resources.LOCAL_DPR}/ under the cwd)")
+                  help=f"folder for the files (default: {resources.LOCAL_DPR}/ for DPR's, "
+                  f"{resources.LOCAL_OFFICIAL}/ for SQuAD's, under the cwd)")
   ap.add_argument("--list", action="store_true", help="print the resources and exit")
   ap.add_argument("--retries", type=cli.non_negative_int, default=3, help="resumes after a dropped connection")
   ap.add_argument("--timeout", type=float, default=60.0, help="seconds without data")
@@ -238,9 +263,9 @@ def main(argv=None, catalog=None) -> int:
   if not a.resources:
     ap.error("name a resource or a group (see --list)")
   items = expand(a.resources, catalog)
-  out = a.out or resources.dpr_download_dir()
   for r in items:
-    print(fetch(r, out, retries=a.retries, timeout=a.timeout))
+    print(fetch(r, a.out or resources.download_dir(r.folder), retries=a.retries,
+                timeout=a.timeout))
   return 0
 
 

@@ -1,13 +1,20 @@
 """Where the data and the packaged model are found."""
 from __future__ import annotations
 
+import dataclasses
+import importlib.resources
 import os
 from pathlib import Path
 
 DATA_ENV = "DPR_DATA_DIR"
 SQUAD_URL = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
-LOCAL_SQUAD = Path("data") / "squad"   # `prepare squad --train_json ... --out data/squad`
-LOCAL_DPR = Path("data") / "dpr"       # `python -m dpr_jax.download` (relative to the cwd)
+LOCAL_DATA = Path("data")              # downloads and built folders, under the cwd
+LOCAL_SQUAD = LOCAL_DATA / "squad"     # `prepare squad ... --out data/squad`
+LOCAL_OFFICIAL = LOCAL_DATA / "squad-official"   # `python -m dpr_jax.download squad`
+LOCAL_DPR = LOCAL_DATA / "dpr"         # `python -m dpr_jax.download nq`
+SQUAD_JSON = ("train-v1.1.json", "dev-v1.1.json")  # the official files' names
+SLICE_PACKAGE = "dpr_jax.demo_data"    # the embedded slice (package data)
+SLICE_JSON = "squad-slice.json.gz"
 
 
 def data_dir() -> Path:
@@ -22,9 +29,56 @@ def data_dir() -> Path:
   return repo.parent / "shared" / "data"
 
 
+def official_json(folder) -> tuple[Path | None, Path | None]:
+  """The official `train-v1.1.json` and `dev-v1.1.json` in `folder` (plain or `.gz`; None for
+  one that is absent)."""
+  found = []
+  for name in SQUAD_JSON:
+    cands = [Path(folder) / name, Path(folder) / f"{name}.gz"]
+    found.append(next((c for c in cands if c.is_file()), None))
+  return found[0], found[1]
+
+
+def slice_json() -> Path:
+  """The embedded demo slice: a few thousand paragraphs and questions of `train-v1.1.json`, in
+  the official format (`dpr_jax/demo_data/`, built by `python -m dpr_jax.prepare squad-slice`)."""
+  return Path(str(importlib.resources.files(SLICE_PACKAGE) / SLICE_JSON))
+
+
+@dataclasses.dataclass(frozen=True)
+class SquadSource:
+  """A SQuAD folder already built (`folder`), or the official JSON files to build one from."""
+  folder: Path | None = None
+  train_json: Path | None = None
+  dev_json: Path | None = None
+  embedded: bool = False   # the train JSON is the embedded demo slice
+
+
+def squad_source(folder=None, embedded_ok: bool = False) -> SquadSource:
+  """Where SQuAD comes from. `folder` given: it, built (`paragraphs.tsv.gz`) or holding the
+  official JSON files. Else the first of: `data_dir()/squad` and `./data/squad` built, the
+  official files in `./data/squad-official`, and (with `embedded_ok`) the embedded slice."""
+  cands = [Path(folder)] if folder else [data_dir() / "squad", LOCAL_SQUAD.absolute(),
+                                         LOCAL_OFFICIAL.absolute()]
+  for d in cands:
+    if (d / "paragraphs.tsv.gz").is_file():
+      return SquadSource(folder=d)
+    train, dev = official_json(d)
+    if train:
+      return SquadSource(train_json=train, dev_json=dev)
+  if embedded_ok and not folder:
+    return SquadSource(train_json=slice_json(), embedded=True)
+  raise FileNotFoundError(
+      f"SQuAD not found in {' or '.join(map(str, cands))} (expected paragraphs.tsv.gz and "
+      f"train.qas.jsonl.gz, or the official {SQUAD_JSON[0]}). Get the official files "
+      f"({SQUAD_URL}) with: python -m dpr_jax.download squad (into {LOCAL_OFFICIAL}/), or "
+      "download and prepare in one step: python -m dpr_jax.prepare squad --download "
+      "--out data/squad")
+
+
 def squad_dir() -> Path:
-  """The SQuAD folder (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`): `data_dir()/squad`, else
-  `./data/squad`, where `prepare squad --train_json ... --out data/squad` builds it."""
+  """A built SQuAD folder (`paragraphs.tsv.gz`, `train.qas.jsonl.gz`): `data_dir()/squad`, else
+  `./data/squad`, where `prepare squad ... --out data/squad` builds it."""
   cands = [data_dir() / "squad", LOCAL_SQUAD.absolute()]
   for d in cands:
     if (d / "paragraphs.tsv.gz").is_file():
@@ -32,13 +86,17 @@ def squad_dir() -> Path:
   raise FileNotFoundError(
       f"SQuAD retrieval data not found in {' or '.join(map(str, cands))} (expected "
       "paragraphs.tsv.gz and train.qas.jsonl.gz). Build it from the official SQuAD v1.1 files "
-      f"({SQUAD_URL}): python -m dpr_jax.prepare squad --train_json train-v1.1.json "
-      "--dev_json dev-v1.1.json --out data/squad")
+      f"({SQUAD_URL}): python -m dpr_jax.prepare squad --download --out data/squad")
+
+
+def download_dir(folder: str = "dpr") -> Path:
+  """Where `python -m dpr_jax.download` puts a resource by default: `./data/<folder>`."""
+  return (LOCAL_DATA / folder).absolute()
 
 
 def dpr_download_dir() -> Path:
   """Where `python -m dpr_jax.download` puts DPR's files by default: `./data/dpr`."""
-  return LOCAL_DPR.absolute()
+  return download_dir("dpr")
 
 
 def minilm_path() -> Path:

@@ -1,11 +1,17 @@
 """Build SQuAD retriever training data, from the official SQuAD JSON files or a built folder.
 
+    python -m dpr_jax.prepare squad --download --out data/squad   (fetches the official files
+        into ./data/squad-official first, as `python -m dpr_jax.download squad` does)
     python -m dpr_jax.prepare squad --train_json train-v1.1.json[.gz] \
         [--dev_json dev-v1.1.json[.gz]] --out data/squad [--seed 0] [--num_val_articles 40]
     python -m dpr_jax.prepare squad --data_dir FOLDER --out DIR   (FOLDER holds paragraphs.tsv.gz
-        and train.qas.jsonl.gz; default $DPR_DATA_DIR/squad, see dpr_jax.data.resources)
+        and train.qas.jsonl.gz, or the official JSON files)
+    python -m dpr_jax.prepare squad --out DIR   (the first of $DPR_DATA_DIR/squad, ./data/squad,
+        ./data/squad-official; see dpr_jax.data.resources.squad_source)
+    python -m dpr_jax.prepare squad-slice --train_json train-v1.1.json --out dpr_jax/demo_data
+        (the embedded demo slice, see dpr_jax.tools.squad_slice)
 
-With --train_json, first writes in --out (see dpr_jax.data.squad_json):
+With --train_json (or official files found), first writes in --out (see dpr_jax.data.squad_json):
 - `paragraphs.tsv.gz`: the corpus, every paragraph of both files, DPR's `id<TAB>text<TAB>title`.
 - `train.qas.jsonl.gz`: the training questions (`id, question, answers, title, positive_pids`).
 - `test.qas.jsonl.gz`: the official dev questions, the same way (only with --dev_json).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -37,6 +44,8 @@ from dpr_jax.data import answers as answer_lib
 from dpr_jax.data import resources, squad_json
 from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
+
+log = logging.getLogger("dpr_jax")
 
 
 def split_articles(titles, num_val: int, seed: int, splits: int = 1) -> list[set[str]]:
@@ -138,13 +147,33 @@ def dev_name(split: int) -> str:
   return "dev" if split == 0 else f"dev{split + 1}"
 
 
+def squad_folder(out: Path, squad_dir=None, slice_fallback: bool = False) -> Path:
+  """A built SQuAD folder for `prepare_squad`: `squad_dir` (or the one `resources.squad_source`
+  finds) when built; official JSON files (or, with `slice_fallback` and no SQuAD found, the
+  embedded demo slice) are first built into `out`."""
+  src = resources.squad_source(squad_dir or None, embedded_ok=slice_fallback)
+  if src.folder:
+    return src.folder
+  built = build_squad_corpus(out, src.train_json, src.dev_json)
+  if src.embedded:
+    log.info("no SQuAD folder found (%s, ./%s, ./%s): using the embedded demo slice, "
+             "%d paragraphs and %d questions of %s (%s); the full data: python -m "
+             "dpr_jax.prepare squad --download --out data/squad", resources.data_dir() / "squad",
+             resources.LOCAL_SQUAD, resources.LOCAL_OFFICIAL, built["passages"],
+             built["train"]["questions"], resources.SQUAD_JSON[0], src.train_json)
+  return Path(out)
+
+
 def prepare_squad(out: Path, *, squad_dir: Path | None = None, seed: int = 0,
                   num_val_articles: int = 40, num_hard_negatives: int = 3, depth: int = 30,
                   max_train_questions: int | None = None,
-                  max_val_questions: int | None = None, val_splits: int = 1) -> dict:
-  squad_dir = Path(squad_dir or resources.squad_dir())
+                  max_val_questions: int | None = None, val_splits: int = 1,
+                  slice_fallback: bool = False) -> dict:
+  """Training and validation files in `out` from the SQuAD folder `squad_dir` (see
+  `squad_folder`; empty: the folder `resources.squad_source` finds)."""
   out = Path(out)
   out.mkdir(parents=True, exist_ok=True)
+  squad_dir = squad_folder(out, squad_dir, slice_fallback)
   corpus = read_corpus(squad_dir / "paragraphs.tsv.gz")
   qas = read_questions(squad_dir / "train.qas.jsonl.gz")
   titles = {q.id: q.title for q in qas}
@@ -194,12 +223,13 @@ def prepare_windows(passages, out: Path, words: int, stride: int) -> dict:
           "out": str(out)}
 
 
-def main(argv=None):
+def _parser():
   from dpr_jax import cli
   ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
-  ap.add_argument("dataset", choices=["squad", "windows"],
-                  help="squad: the SQuAD files; windows: a corpus cut into overlapping word "
-                  "windows (--passages, --out FILE.tsv[.gz], --words, --stride)")
+  ap.add_argument("dataset", choices=["squad", "squad-slice", "windows"],
+                  help="squad: the SQuAD files; squad-slice: the embedded demo slice from "
+                  "--train_json; windows: a corpus cut into overlapping word windows "
+                  "(--passages, --out FILE.tsv[.gz], --words, --stride)")
   ap.add_argument("--out", required=True, type=Path, help="output directory (windows: file)")
   ap.add_argument("--passages", type=Path, help="windows: the corpus TSV to cut")
   ap.add_argument("--words", type=cli.positive_int, default=100, help="windows: words each")
@@ -210,32 +240,58 @@ def main(argv=None):
   ap.add_argument("--dev_json", type=Path, default=None,
                   help="the official dev-v1.1.json[.gz] (with --train_json): its paragraphs join"
                   " the corpus, its questions become test.qas.jsonl.gz")
+  ap.add_argument("--download", action="store_true",
+                  help="squad: first download the official files into --official_dir "
+                  "(resumable; kept there), then build from them")
+  ap.add_argument("--official_dir", type=Path, default=None,
+                  help=f"with --download: where the official files go (default "
+                  f"./{resources.LOCAL_OFFICIAL})")
   ap.add_argument("--data_dir", type=Path, default=None,
                   help="without --train_json: folder holding paragraphs.tsv.gz and "
-                  f"train.qas.jsonl.gz (default ${resources.DATA_ENV}/squad)")
+                  "train.qas.jsonl.gz, or the official JSON files (default: the first of "
+                  f"${resources.DATA_ENV}/squad, ./{resources.LOCAL_SQUAD}, "
+                  f"./{resources.LOCAL_OFFICIAL})")
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--num_val_articles", type=cli.positive_int, default=40)
   ap.add_argument("--val_splits", type=cli.positive_int, default=1,
                   help="disjoint held-out article sets (seeds seed, seed+1, ...): dev, dev2, ...; "
                        "training excludes all of them")
-  ap.add_argument("--num_hard_negatives", type=cli.positive_int, default=3)
+  ap.add_argument("--num_hard_negatives", type=cli.positive_int, default=None,
+                  help="default 3 (squad-slice: 1)")
   ap.add_argument("--bm25_depth", type=cli.positive_int, default=30, help="BM25 ranks searched for negatives")
-  ap.add_argument("--max_train_questions", type=cli.positive_int, default=None)
-  ap.add_argument("--max_val_questions", type=cli.positive_int, default=None)
+  ap.add_argument("--max_train_questions", type=cli.positive_int, default=None,
+                  help="default all (squad-slice: 3000 drawn)")
+  ap.add_argument("--max_val_questions", type=cli.positive_int, default=None,
+                  help="default all (squad-slice: 300 drawn)")
+  ap.add_argument("--whole_articles", type=cli.non_negative_int, default=2,
+                  help="squad-slice: the file's first N articles are kept whole")
+  return ap
+
+
+def main(argv=None):
+  ap = _parser()
   a = ap.parse_args(argv)
   if a.dataset == "windows":
     if not a.passages:
       ap.error("windows needs --passages")
     print(json.dumps(prepare_windows(a.passages, a.out, a.words, a.stride), indent=1))
     return 0
+  if a.dataset == "squad-slice":
+    from dpr_jax.tools import squad_slice
+    return squad_slice.run(a, ap)
   if a.dev_json and not a.train_json:
     ap.error("--dev_json needs --train_json")
-  if a.train_json and a.data_dir:
-    ap.error("give --train_json or --data_dir, not both")
+  if sum(map(bool, (a.train_json, a.data_dir, a.download))) > 1:
+    ap.error("give one of --train_json, --data_dir and --download")
+  if a.official_dir and not a.download:
+    ap.error("--official_dir goes with --download")
+  if a.download:
+    from dpr_jax.data import download
+    a.train_json, a.dev_json = download.fetch_all(["squad"], a.official_dir)
   built = build_squad_corpus(a.out, a.train_json, a.dev_json) if a.train_json else None
   stats = prepare_squad(a.out, squad_dir=a.out if built else a.data_dir, seed=a.seed,
                         num_val_articles=a.num_val_articles,
-                        num_hard_negatives=a.num_hard_negatives, depth=a.bm25_depth,
+                        num_hard_negatives=a.num_hard_negatives or 3, depth=a.bm25_depth,
                         max_train_questions=a.max_train_questions,
                         max_val_questions=a.max_val_questions, val_splits=a.val_splits)
   if built:
