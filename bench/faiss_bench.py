@@ -48,6 +48,8 @@ def main():
   ap.add_argument("--ef_construction", type=int, default=200)
   ap.add_argument("--embeddings", help="an encode.py output directory: index its real vectors "
                   "(queries: --queries of them, drawn at random) instead of random ones")
+  ap.add_argument("--train_memory_gib", type=float, default=4.0,
+                  help="ivfpq: the most fp32 training vectors held, in GiB (index.build's cap)")
   ap.add_argument("--max_hnsw_size", type=int, default=0,
                   help="skip hnsw above this many passages (0: no limit); building HNSW is slow")
   a = ap.parse_args()
@@ -77,7 +79,8 @@ def main():
         continue
       t0 = time.perf_counter()
       idx = index_lib.build(real or Parts(n, a.dim, seed=n), kind, a.dim, {},
-                            hnsw_m=a.hnsw_m, ef_construction=a.ef_construction)
+                            hnsw_m=a.hnsw_m, ef_construction=a.ef_construction,
+                            train_memory_gib=a.train_memory_gib)
       row["build_s"] = round(time.perf_counter() - t0, 1)
       row["index_mib"] = round(len(faiss.serialize_index(idx.index)) / 2**20, 1)
       times = []
@@ -95,7 +98,10 @@ def main():
         row.update(hnsw_m=a.hnsw_m, ef_construction=a.ef_construction,
                    ef_search=idx.index.hnsw.efSearch)
       if kind == "ivfpq":
-        row.update(nlist=idx.index.nlist, nprobe=idx.index.nprobe, pq_m=idx.index.pq.M)
+        train = index_lib.train_sample_size(n, idx.index.nlist, a.dim,
+                                            memory_gib=a.train_memory_gib)
+        row.update(nlist=idx.index.nlist, nprobe=idx.index.nprobe, pq_m=idx.index.pq.M,
+                   train_points=train, train_per_list=round(train / idx.index.nlist, 1))
       print(json.dumps(row), flush=True)
       del idx
 

@@ -26,7 +26,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from dpr_jax.retrieval.searcher import Answerer, Searcher
+from dpr_jax.reader.answerer import Answerer
+from dpr_jax.retrieval.searcher import Searcher
 from dpr_jax.tools import serve
 
 

@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.answer`: runs `dpr_jax.reader.answer` (`dpr_jax.cli.answer`)."""
-import sys
-
+"""`python -m dpr_jax.answer` runs `dpr_jax.reader.answer` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.answer())
+main = cli.alias(__name__, "answer")

@@ -223,24 +223,78 @@ def run(main, argv=None) -> int:
   return int(status or 0)
 
 
-def _tool(module: str):
+# Every command: its name -> the module whose `main(argv)` it runs. A command NAME is run as
+# `python -m dpr_jax NAME`, as `python -m dpr_jax.NAME` (dpr_jax/NAME.py, an alias made by
+# `alias`) and as the console script `dpr-NAME` (`NAME` below, `[project.scripts]`).
+TOOLS = {
+    "train": "dpr_jax.training.train_command",
+    "encode": "dpr_jax.retrieval.encode_command",
+    "retrieve": "dpr_jax.retrieval.retrieve",
+    "evaluate": "dpr_jax.retrieval.evaluate",
+    "mine": "dpr_jax.retrieval.mine",
+    "answer": "dpr_jax.reader.answer",
+    "reader_train": "dpr_jax.reader.train_command",
+    "prepare": "dpr_jax.tools.prepare",
+    "export": "dpr_jax.tools.export",
+    "scaling": "dpr_jax.tools.scaling",
+    "download": "dpr_jax.data.download",
+    "plot": "dpr_jax.tools.plot",
+    "serve": "dpr_jax.tools.serve",
+    "recipe": "dpr_jax.tools.recipe",
+    "compile": "dpr_jax.tools.compile",
+}
+
+
+def tool_main(name: str):
+  """The `main(argv)` of command `name` (its module is imported on the call)."""
+  def main(argv=None):
+    return importlib.import_module(TOOLS[name]).main(argv)
+  main.__doc__ = f"`{TOOLS[name]}.main`."
+  return main
+
+
+def _tool(name: str):
   def entry(argv=None) -> int:
-    return run(lambda args: importlib.import_module(module).main(args), argv)
-  entry.__doc__ = f"The `{module}` command; -> exit status."
+    return run(tool_main(name), argv)
+  entry.__doc__ = f"The `{name}` command (`{TOOLS[name]}`); -> exit status."
   return entry
 
 
-train = _tool("dpr_jax.train")
-encode = _tool("dpr_jax.encode")
-retrieve = _tool("dpr_jax.retrieval.retrieve")
-evaluate = _tool("dpr_jax.retrieval.evaluate")
-mine = _tool("dpr_jax.retrieval.mine")
-answer = _tool("dpr_jax.reader.answer")
-reader_train = _tool("dpr_jax.reader.train")
-prepare = _tool("dpr_jax.tools.prepare")
-export = _tool("dpr_jax.tools.export")
-scaling = _tool("dpr_jax.tools.scaling")
-download = _tool("dpr_jax.data.download")
-plot = _tool("dpr_jax.tools.plot")
-serve = _tool("dpr_jax.tools.serve")
-recipe = _tool("dpr_jax.tools.recipe")
+def alias(module_name: str, name: str):
+  """The body of dpr_jax/NAME.py: run as `python -m dpr_jax.NAME`, it runs the command `name`;
+  imported, it gives that command's `main(argv)`."""
+  if module_name == "__main__":
+    sys.exit(_tool(name)())
+  return tool_main(name)
+
+
+def dispatch(args: list[str]) -> int:
+  """`python -m dpr_jax NAME [flags]` (see dpr_jax/__main__.py)."""
+  if not args or args[0] in ("-h", "--help"):
+    print("usage: python -m dpr_jax COMMAND [flags]   (COMMAND --help: its flags)\n\ncommands:\n"
+          + "".join(f"  {n:<14} {m}\n" for n, m in TOOLS.items()), end="",
+          file=sys.stdout if args else sys.stderr)
+    return 0 if args else 2
+  if args[0] not in TOOLS:
+    print(f"error: python -m dpr_jax: expected a command ({', '.join(TOOLS)}), found "
+          f"{args[0]!r}", file=sys.stderr)
+    return 2
+  sys.argv = [f"python -m dpr_jax {args[0]}", *args[1:]]
+  return _tool(args[0])()
+
+
+train = _tool("train")
+encode = _tool("encode")
+retrieve = _tool("retrieve")
+evaluate = _tool("evaluate")
+mine = _tool("mine")
+answer = _tool("answer")
+reader_train = _tool("reader_train")
+prepare = _tool("prepare")
+export = _tool("export")
+scaling = _tool("scaling")
+download = _tool("download")
+plot = _tool("plot")
+serve = _tool("serve")
+recipe = _tool("recipe")
+compile = _tool("compile")  # noqa: A001  (the command's name)

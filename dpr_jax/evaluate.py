@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.evaluate`: runs `dpr_jax.retrieval.evaluate` (`dpr_jax.cli.evaluate`)."""
-import sys
-
+"""`python -m dpr_jax.evaluate` runs `dpr_jax.retrieval.evaluate` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.evaluate())
+main = cli.alias(__name__, "evaluate")

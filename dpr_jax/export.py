@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.export`: runs `dpr_jax.tools.export` (`dpr_jax.cli.export`)."""
-import sys
-
+"""`python -m dpr_jax.export` runs `dpr_jax.tools.export` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.export())
+main = cli.alias(__name__, "export")

@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.mine`: runs `dpr_jax.retrieval.mine` (`dpr_jax.cli.mine`)."""
-import sys
-
+"""`python -m dpr_jax.mine` runs `dpr_jax.retrieval.mine` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.mine())
+main = cli.alias(__name__, "mine")

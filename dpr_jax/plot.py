@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.plot`: runs `dpr_jax.tools.plot` (`dpr_jax.cli.plot`)."""
-import sys
-
+"""`python -m dpr_jax.plot` runs `dpr_jax.tools.plot` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.plot())
+main = cli.alias(__name__, "plot")

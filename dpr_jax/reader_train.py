@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.reader_train`: runs `dpr_jax.reader.train` (`dpr_jax.cli.reader_train`)."""
-import sys
-
+"""`python -m dpr_jax.reader_train` runs `dpr_jax.reader.train_command` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.reader_train())
+main = cli.alias(__name__, "reader_train")

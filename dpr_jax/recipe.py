@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.recipe`: runs `dpr_jax.tools.recipe` (`dpr_jax.cli.recipe`)."""
-import sys
-
+"""`python -m dpr_jax.recipe` runs `dpr_jax.tools.recipe` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.recipe())
+main = cli.alias(__name__, "recipe")

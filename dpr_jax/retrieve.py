@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.retrieve`: runs `dpr_jax.retrieval.retrieve` (`dpr_jax.cli.retrieve`)."""
-import sys
-
+"""`python -m dpr_jax.retrieve` runs `dpr_jax.retrieval.retrieve` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.retrieve())
+main = cli.alias(__name__, "retrieve")

@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.scaling`: runs `dpr_jax.tools.scaling` (`dpr_jax.cli.scaling`)."""
-import sys
-
+"""`python -m dpr_jax.scaling` runs `dpr_jax.tools.scaling` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.scaling())
+main = cli.alias(__name__, "scaling")

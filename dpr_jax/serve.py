@@ -1,7 +1,4 @@
-"""`python -m dpr_jax.serve`: runs `dpr_jax.tools.serve` (`dpr_jax.cli.serve`)."""
-import sys
-
+"""`python -m dpr_jax.serve` runs `dpr_jax.tools.serve` (see `dpr_jax.cli.TOOLS`)."""
 from dpr_jax import cli
 
-if __name__ == "__main__":
-  sys.exit(cli.serve())
+main = cli.alias(__name__, "serve")

@@ -1,6 +1,8 @@
 """Shipped configs are found through importlib.resources, so a `pip install .` has them."""
+import os
 import shutil
 import subprocess
+import tarfile
 import sys
 import tomllib
 from pathlib import Path
@@ -81,3 +83,40 @@ def test_packaged_layout_ships_and_resolves_every_config(tmp_path):
   lines = p.stdout.splitlines()
   assert [l.split()[0] for l in lines] == [str(inst / "dpr_jax" / "configs" / n) for n in configs]
   assert all(l.split()[1] == "ConfigDict" for l in lines)
+  # The embedded demo slice and its attribution are installed too, found the same way.
+  p = subprocess.run([sys.executable, "-c", "from dpr_jax.data import resources; "
+                      "print(resources.slice_json())"], cwd=elsewhere, text=True,
+                     capture_output=True, env={"PYTHONPATH": str(inst), "PATH": "/usr/bin"})
+  data = inst / "dpr_jax" / "demo_data"
+  assert p.returncode == 0 and p.stdout.strip() == str(data / "squad-slice.json.gz"), p.stderr
+  assert (data / "squad-slice.json.gz").stat().st_size > 1_000_000
+  assert "CC BY-SA 4.0" in (data / "LICENSE").read_text()
+
+
+def test_root_configs_is_the_packaged_folder(tmp_path, monkeypatch):
+  """`configs/` at the top of a checkout is a link to `dpr_jax/configs` (git stores it as a
+  link, mode 120000, once tracked); `--config configs/demo.py` reaches the packaged file from
+  the checkout and from elsewhere; an sdist carries `configs/` with the same files."""
+  link = REPO / "configs"
+  assert link.is_symlink() and os.readlink(link) == "dpr_jax/configs"
+  shipped = sorted(p.name for p in (REPO / "dpr_jax" / "configs").glob("*.py"))
+  assert sorted(p.name for p in link.glob("*.py")) == shipped and "demo.py" in shipped
+  git = subprocess.run(["git", "ls-files", "-s", "configs"], cwd=REPO, capture_output=True,
+                       text=True)
+  assert git.returncode != 0 or git.stdout.split()[:1] in ([], ["120000"])
+  demo = (REPO / "dpr_jax" / "configs" / "demo.py").resolve()
+  for cwd in (REPO, tmp_path):
+    monkeypatch.chdir(cwd)
+    assert config_lib.resolve_path("configs/demo.py")[0].resolve() == demo
+  p = subprocess.run([sys.executable, "-c", "import sys; from setuptools import build_meta; "
+                      "print(build_meta.build_sdist(sys.argv[1]))", str(tmp_path / "dist")],
+                     cwd=REPO, capture_output=True, text=True)
+  assert p.returncode == 0, p.stderr[-2000:]
+  with tarfile.open(tmp_path / "dist" / p.stdout.split()[-1]) as tar:
+    names = tar.getnames()
+    top = names[0].split("/")[0]
+    for name in shipped:
+      member = tar.getmember(f"{top}/configs/{name}")
+      got = tar.extractfile(member) if member.isfile() else None
+      assert got is not None and got.read() == (REPO / "dpr_jax" / "configs" / name).read_bytes()
+    assert f"{top}/dpr_jax/demo_data/squad-slice.json.gz" in names

@@ -109,3 +109,50 @@ def test_validation_set_dedups_passages():
   qs, ps, pos = validation_set(ex)
   assert qs == ["d0", "d1", "d2"] and len(ps) == 3 + 6
   assert [ps[i].text for i in pos] == ["dp0", "dp1", "dp2"]
+
+
+def test_passage_keys_by_id_and_by_text_when_ids_are_absent():
+  from dpr_jax.data.examples import passage_keys
+  ps = [Passage("t", "x", "7"),      # 0
+        Passage("u", "y", "7"),      # 1: id 7 again (another text): one passage
+        Passage("t", "x"),           # 2: no id, the text of 0: one passage
+        Passage("s", "x"),           # 3: another title: another input
+        Passage("s", "x"),           # 4: no id, the text of 3
+        Passage("t", "z", "8"),      # 5
+        Passage("t", "z", "9"),      # 6: same title and text as 5 under another id: identical input
+        Passage("v", "w", "9")]      # 7: id 9, so one passage with 6 and 5
+  assert passage_keys(ps).tolist() == [0, 0, 0, 3, 3, 5, 5, 5]
+  assert passage_keys([]).tolist() == []
+
+
+def test_batch_builder_marks_repeated_passages():
+  """Weight 3 on 2 examples with no negatives: every batch repeats examples, and the filler
+  negatives are the other example's positive. Keys match exactly where the passage ids (or,
+  in a file without ids, the texts) match."""
+  from dpr_jax.data.examples import passage_keys
+  for ids in (True, False):
+    exs = [Example(f"q{i}", ("a",), (Passage("t", f"p{i}", f"id{i}" if ids else None),), (), ())
+           for i in range(2)]
+    b = TrainBatches([Dataset("d", exs, 0)], [3.0], 6, 2, seed=1)
+    _, ps = b.batch(0)
+    keys = passage_keys(ps)
+    same = [[ps[i].text == ps[j].text for j in range(len(ps))] for i in range(len(ps))]
+    assert (keys[:, None] == keys[None, :]).tolist() == same
+    assert len(set(keys.tolist())) == 2 and len(ps) == 18
+
+
+def test_global_batch_arrays_carry_the_passage_keys_through_question_groups(minilm_path):
+  """The loop's batch holds `p_key`, and question groups move each key with its passage."""
+  from dpr_jax.data.examples import global_batch_arrays, passage_keys
+  from dpr_jax.models.tokenization import Tokenizer
+  tok = Tokenizer(minilm_path, 16, 32)
+  exs = [Example("why " * (i % 5 + 1), ("a",), (Passage("t", f"p{i % 3}", None),), (), ())
+         for i in range(8)]
+  b = TrainBatches([Dataset("d", exs, 0)], [1.0], 8, 1, seed=0)
+  _, ps = b.batch(0)
+  plain, _ = global_batch_arrays(b, tok, 0, 16, 32, 0)
+  assert plain["p_key"].dtype == np.int32 and plain["p_key"].tolist() == passage_keys(ps).tolist()
+  grouped, _ = global_batch_arrays(b, tok, 0, 16, 32, 0, question_groups=2)
+  # each passage row keeps its key: rows with equal ids have equal keys, in both layouts
+  row = lambda x: {tuple(r.tolist()): k for r, k in zip(x["p_ids"], x["p_key"])}
+  assert row(grouped) == row(plain) and len(set(row(plain).values())) == 3

@@ -87,3 +87,87 @@ def test_shards_cover_corpus_once_and_other_model_is_refused(tiny_bert, corpus, 
   assert ids == [f"p{i}" for i in range(100)] and e.shape == (100, 32) and len(ms) == 2
   p = subprocess.run(_cmd("minilm", corpus, out, "--limit", "100"), capture_output=True, text=True)
   assert p.returncode != 0 and "another model" in p.stderr
+
+
+# --- the folder's identity: settings that change a vector ---------------------------------------
+
+def _encode(tiny_bert, corpus, out, capsys, *extra):
+  """encode.py in this process -> (exit status, stderr lines)."""
+  from dpr_jax import cli
+  status = cli.encode(_cmd(tiny_bert, corpus, out, "--limit", "40", *extra)[2:])
+  return status, capsys.readouterr().err.strip().splitlines()
+
+
+def _snapshot(d):
+  return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(Path(d).iterdir())}
+
+
+@pytest.fixture(scope="module")
+def encoded(tiny_bert, corpus, tmp_path_factory):
+  """40 passages in 3 chunks, --max_length 64, float32: the reference folder."""
+  from dpr_jax import cli
+  out = tmp_path_factory.mktemp("encoded") / "emb"
+  assert cli.encode(_cmd(tiny_bert, corpus, out, "--limit", "40")[2:]) == 0
+  return out
+
+
+@pytest.mark.parametrize("flag, value, old, new", [
+    ("--max_length", "32", "64", "32"), ("--dtype", "float16", "'float32'", "'float16'")])
+def test_rerun_with_another_setting_is_refused(encoded, tiny_bert, corpus, tmp_path, capsys,
+                                               flag, value, old, new):
+  out = tmp_path / "emb"
+  shutil.copytree(encoded, out)
+  before = _snapshot(out)
+  status, err = _encode(tiny_bert, corpus, out, capsys, flag, value)
+  assert status == 2 and len(err) == 1 and err[0].startswith(f"error: {out}: ")
+  assert f"{flag}: {old} there, {new} in this run" in err[0]
+  assert _snapshot(out) == before  # nothing written
+  ids, e, _ = read_embeddings(out)
+  ids0, e0, _ = read_embeddings(encoded)
+  assert ids == ids0 and np.array_equal(e, e0)
+
+
+def test_cut_run_resumes_only_with_the_same_settings(encoded, tiny_bert, corpus, tmp_path,
+                                                     capsys):
+  out = tmp_path / "emb"
+  shutil.copytree(encoded, out)
+  (out / "encode-000-of-001.json").unlink()  # cut after chunk 0: chunks 1 and 2 never written
+  for stem in ("part-000-00001", "part-000-00002"):
+    (out / f"{stem}.npy").unlink()
+    (out / f"{stem}.ids.txt").unlink()
+  before = _snapshot(out)
+  status, err = _encode(tiny_bert, corpus, out, capsys, "--max_length", "32")
+  assert status == 2 and len(err) == 1 and "--max_length: 64 there, 32 in this run" in err[0]
+  assert _snapshot(out) == before
+  status, _ = _encode(tiny_bert, corpus, out, capsys)
+  assert status == 0
+  assert _snapshot(out)["part-000-00000.npy"] == before["part-000-00000.npy"]  # kept, not redone
+  ids, e, _ = read_embeddings(out)
+  ids0, e0, _ = read_embeddings(encoded)
+  assert ids == ids0 and len(ids) == 40
+  np.testing.assert_allclose(e, e0, atol=1e-5)
+
+
+def test_folder_from_before_identity_json_is_checked_on_its_manifest(encoded, tiny_bert, corpus,
+                                                                     tmp_path, capsys):
+  out = tmp_path / "emb"
+  shutil.copytree(encoded, out)
+  (out / "identity.json").unlink()  # what older folders hold: fingerprint.txt and manifests
+  status, err = _encode(tiny_bert, corpus, out, capsys, "--max_length", "32")
+  assert status == 2 and len(err) == 1 and "--max_length: 64 there, 32 in this run" in err[0]
+  assert not (out / "identity.json").exists()
+
+
+def test_index_cache_is_keyed_on_the_identity(encoded, tiny_bert, corpus, tmp_path, capsys):
+  from dpr_jax.retrieval import index as index_lib
+  from dpr_jax.retrieval.encoding import EmbeddingParts
+  parts = EmbeddingParts(encoded)
+  assert parts.identity["max_length"] == 64 and parts.identity["dtype"] == "float32"
+  index_lib.build(parts, "flat", parts.dim, parts.identity).save(tmp_path / "index-flat")
+  index_lib.load(tmp_path / "index-flat", parts.identity)
+  # The same model and corpus at another length: the cached index is not theirs.
+  status, _ = _encode(tiny_bert, corpus, tmp_path / "short", capsys, "--max_length", "32")
+  other = EmbeddingParts(tmp_path / "short").identity
+  assert status == 0 and {k for k in other if other[k] != parts.identity[k]} == {"max_length"}
+  with pytest.raises(index_lib.IndexMismatch, match="max_length=64, but this run has 32"):
+    index_lib.load(tmp_path / "index-flat", other)

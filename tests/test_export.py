@@ -146,3 +146,27 @@ def test_reader_exports_to_transformers_dpr_reader(tmp_path, minilm_path):
   assert np.abs(out.start_logits.numpy()[real] - np.asarray(start)[0][real]).max() <= 1e-4
   assert np.abs(out.end_logits.numpy()[real] - np.asarray(end)[0][real]).max() <= 1e-4
   assert np.abs(out.relevance_logits.numpy().ravel() - np.asarray(select)[0]).max() <= 1e-4
+
+
+@pytest.mark.slow
+def test_python_m_tools_export_runs(tmp_path, minilm_path):
+  """`python -m dpr_jax.tools.export` (the module run directly): --help, and a real export of a
+  workdir, whose question encoder loads back with the workdir's weights."""
+  import subprocess
+  import sys
+  from pathlib import Path
+  repo = Path(__file__).resolve().parent.parent
+  p = subprocess.run([sys.executable, "-m", "dpr_jax.tools.export", "--help"], cwd=repo,
+                     capture_output=True, text=True)
+  assert p.returncode == 0 and p.stdout.startswith("usage: "), p.stderr[-2000:]
+  model = _model(True, 0)
+  wd = _workdir(tmp_path, model, str(minilm_path))
+  p = subprocess.run([sys.executable, "-m", "dpr_jax.tools.export", "--checkpoint", str(wd),
+                      "--out", str(tmp_path / "out"), "--which", "latest"], cwd=repo,
+                     capture_output=True, text=True)
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert json.loads(p.stdout)["source"].endswith("step 7")
+  got = load_file(str(tmp_path / "out" / "question_encoder" / "model.safetensors"))
+  kernel = np.asarray(model.question.bert.word_embeddings.embedding.get_value())
+  np.testing.assert_array_equal(
+      got["question_encoder.bert_model.embeddings.word_embeddings.weight"], kernel)

@@ -175,3 +175,31 @@ def test_recipe_command_refuses_a_config_without_recipe_and_unknown_stages(capsy
   assert cli.recipe(["--config", "squad.py", "--workdir", "w",
                      "--config.recipe.window_stride=101"]) == 2
   assert "expected recipe.window_stride <= window_words" in capsys.readouterr().err
+
+
+def test_recipe_config_change_is_refused_then_overridden_and_recorded(tmp_path):
+  """recipe-config.json: another global batch is refused naming the field; with
+  `train.allow_config_change` the new config is recorded, so the next run needs no flag;
+  run-length, logging and validation fields stay free."""
+  from dpr_jax.training import harness
+  config = _config(tmp_path / "squad")
+  recipe_lib.Recipe(config, tmp_path / "w").check_workdir()
+
+  def changed(**fields):
+    c = config.copy_and_resolve_references()
+    with c.unlocked():
+      for k, v in fields.items():
+        section, name = k.split("__")
+        c[section][name] = v
+    return c
+  other = changed(train__global_batch=8)
+  with pytest.raises(harness.ConfigChangeError, match=r"train\.global_batch: recorded 16, now 8"):
+    recipe_lib.Recipe(other, tmp_path / "w").check_workdir()
+  recipe_lib.Recipe(changed(train__global_batch=8, train__allow_config_change=True),
+                    tmp_path / "w").check_workdir()
+  recorded = json.loads((tmp_path / "w" / "recipe-config.json").read_text())
+  assert recorded["train"]["global_batch"] == 8
+  recipe_lib.Recipe(other, tmp_path / "w").check_workdir()  # no flag needed any more
+  recipe_lib.Recipe(changed(train__global_batch=8, train__max_steps=9, train__log_every=3,
+                            eval__every=5, recipe__round2_steps=7),
+                    tmp_path / "w").check_workdir()

@@ -122,6 +122,28 @@ def test_ci_runs_the_readme_test_command():
   assert ci.strip().splitlines()[-1] == cmd
 
 
+def _quick_start(readme: str) -> list[str]:
+  """The command lines of the first ```bash block of the README's "Quick start" section."""
+  section = readme.split("\n## Quick start", 1)[1].split("\n## ", 1)[0]
+  block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+  return [l for l in block.splitlines() if l.strip()]
+
+
+def test_ci_runs_the_readme_quick_start():
+  """The quick start is two commands, set-up then the demo; CI (.ci/run) runs each part of the
+  set-up (quietly) and the demo, with an empty data folder so that the demo reads the slice
+  embedded in the package."""
+  setup, demo = _quick_start((REPO / "README.md").read_text())
+  ci = [l.strip() for l in (REPO / ".ci" / "run").read_text().splitlines()
+        if l.strip() and not l.startswith("#")]
+  quiet = [" ".join(w for w in l.split() if w != "-q") for l in ci]
+  for part in setup.split(" && "):
+    assert part in quiet, f"set-up step {part!r} is not in .ci/run"
+  assert demo == "python train.py --config configs/demo.py --workdir runs/demo"
+  assert f'DPR_DATA_DIR="$(mktemp -d)" {demo}' in ci
+  assert ci.index(f'DPR_DATA_DIR="$(mktemp -d)" {demo}') > quiet.index(setup.split(" && ")[-1])
+
+
 def test_readme_is_a_short_manual():
   lines = (REPO / "README.md").read_text().splitlines()
   assert len(lines) <= 250, f"README.md has {len(lines)} lines; details belong in docs/"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dpr_jax.data.corpus import read_corpus
-from dpr_jax.retrieval.retrieve import fuse
+from dpr_jax.retrieval.dense import fuse
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -123,3 +123,126 @@ def test_mix_appends_bm25_negatives_once_and_never_a_positive_by_hand():
   assert mix_negatives(records, bm25) == 1
   assert [c["passage_id"] for c in records[0]["hard_negative_ctxs"]] == ["p3", "p5", "p7"]
   assert [c["passage_id"] for c in records[1]["hard_negative_ctxs"]] == ["p4"]
+
+
+PASSAGES = [("p1", "the river flows to the sea", "River"),
+            ("p2", "paris is the capital of france", "Paris"),
+            ("p3", "the king and the queen of music", "Music"),
+            ("p4", "mountains rise above the city of paris", "City"),
+            ("p5", "science explains war and peace", "Science"),
+            ("p6", "alpha beta gamma delta", "Greek")]
+QUESTIONS = ["capital of france", "who rules music", "where do rivers flow", "paris city"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, minilm_path):
+  """Six passages, a random 1-layer BERT (MiniLM's tokenizer) and its mean-pooled fp32
+  embeddings (a random BERT's [CLS] vectors are nearly parallel)."""
+  import shutil
+  from flax import nnx
+  from safetensors.numpy import save_file
+  from dpr_jax import cli
+  from dpr_jax.models.bert import Bert, BertConfig
+  from dpr_jax.models.hf import bert_tensors
+  d = tmp_path_factory.mktemp("tiny")
+  cfg = BertConfig(vocab_size=30522, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=32, max_position_embeddings=64)
+  (d / "bert").mkdir()
+  (d / "bert" / "config.json").write_text(json.dumps({**cfg.to_hf(), "model_type": "bert"}))
+  save_file(bert_tensors(Bert(cfg, rngs=nnx.Rngs(0))), str(d / "bert" / "model.safetensors"))
+  for f in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+    if (minilm_path / f).is_file():
+      shutil.copy(minilm_path / f, d / "bert" / f)
+  (d / "psgs.tsv").write_text("id\ttext\ttitle\n" + "".join(f"{i}\t{t}\t{ti}\n"
+                                                         for i, t, ti in PASSAGES))
+  assert cli.encode(["--model", str(d / "bert"), "--passages", str(d / "psgs.tsv"), "--out",
+                     str(d / "emb"), "--chunk_size", "4", "--max_length", "16",
+                     "--dtype", "float32", "--pooling", "mean"]) == 0
+  return d
+
+
+def _fresh_caches():
+  from dpr_jax.retrieval import dense, retrieve, searcher
+  for f in (retrieve._searcher, searcher.load_corpus, searcher.load_bm25, dense.dense_index):
+    f.cache_clear()
+
+
+def _brute_force(d, lam=None):
+  """Every passage scored with numpy from the .npy parts (and bm25s' own full scores for the
+  hybrid): -> ids of each question's passages, best first, and their scores."""
+  from dpr_jax.retrieval.bm25 import BM25
+  from dpr_jax.retrieval.dense import encode_questions
+  ids, emb = [], []
+  for npy in sorted((d / "emb").glob("part-*.npy")):
+    ids += npy.with_suffix(".ids.txt").read_text().split("\n")[:-1]
+    emb.append(np.load(npy))
+  q, _ = encode_questions(str(d / "bert"), QUESTIONS, pooling="mean")
+  dense = np.asarray(q, np.float64) @ np.concatenate(emb).astype(np.float64).T  # [Q, N]
+  if lam is not None:
+    row = {p: i for i, p in enumerate(ids)}
+    bm = BM25([t for _, _, t in PASSAGES], [x for _, x, _ in PASSAGES])
+    full = bm.all_scores(QUESTIONS)
+    order = [row[p] for p, _, _ in PASSAGES]  # BM25 rows are corpus rows
+    bm25 = np.zeros_like(dense)
+    for qi in range(len(QUESTIONS)):
+      bm25[qi, order] = full(qi)
+    dense = bm25 + lam * dense
+  top = np.argsort(-dense, axis=1, kind="stable")
+  return [[ids[j] for j in t] for t in top], np.take_along_axis(dense, top, 1)
+
+
+@pytest.mark.parametrize("retriever,lam", [("dense", None), ("hybrid", 3.0)])
+def test_retrieve_equals_a_numpy_brute_force_top_k(tiny, retriever, lam):
+  """Dense: the exact top 4 of q . p over the six passages. Hybrid with a depth past the corpus
+  size: every passage is a candidate, so the result is the exact top 4 of BM25 + lam * dense."""
+  from dpr_jax.data.corpus import Question
+  from dpr_jax.retrieval import retrieve
+  _fresh_caches()
+  s = retrieve.Settings(passages=str(tiny / "psgs.tsv"), retriever=retriever,
+                        model=str(tiny / "bert"), embeddings=str(tiny / "emb"), k=4,
+                        pooling="mean", hybrid_lambda=lam or 1.0)
+  got = retrieve.retrieve([Question(q, []) for q in QUESTIONS], s)
+  want_ids, want_scores = _brute_force(tiny, lam)
+  for r, ids, scores in zip(got, want_ids, want_scores):
+    assert [c["id"] for c in r["ctxs"]] == ids[:4]
+    np.testing.assert_allclose([c["score"] for c in r["ctxs"]], scores[:4], rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_interactive_hybrid_loads_corpus_and_embeddings_once(tiny, monkeypatch, capsys):
+  """`answer --interactive --retriever hybrid`: three questions read the corpus once and the
+  embedding parts twice in all (the index build and the hybrid's vectors), on the first one."""
+  from dpr_jax.data import corpus as corpus_lib
+  from dpr_jax.reader.answer import interactive
+  from dpr_jax.retrieval import encoding, retrieve
+  _fresh_caches()
+  for f in (tiny / "emb").glob("index-*"):
+    import shutil
+    shutil.rmtree(f)
+  reads = {"corpus": 0, "parts": 0}
+  read_corpus, parts_iter = corpus_lib.read_corpus, encoding.EmbeddingParts.__iter__
+
+  def counted_corpus(*a, **k):
+    reads["corpus"] += 1
+    return read_corpus(*a, **k)
+
+  def counted_parts(self):
+    reads["parts"] += 1
+    return parts_iter(self)
+  monkeypatch.setattr(corpus_lib, "read_corpus", counted_corpus)
+  monkeypatch.setattr(encoding.EmbeddingParts, "__iter__", counted_parts)
+  s = retrieve.Settings(passages=str(tiny / "psgs.tsv"), retriever="hybrid",
+                        model=str(tiny / "bert"), embeddings=str(tiny / "emb"), k=2,
+                        pooling="mean")
+  seen = []
+
+  def qa(results):
+    seen.append([c["id"] for c in results[0]["ctxs"]])
+    c = results[0]["ctxs"][0]
+    return [{"prediction": "x", "title": c["title"], "passage_id": c["id"], "passage_rank": 0,
+             "passage": c["text"], "span_score": 1.0, "passage_score": 1.0,
+             "retriever_score": c["score"]}]
+  interactive(s, qa, lines=[q + "\n" for q in QUESTIONS[:3]])
+  assert len(seen) == 3 and all(len(ids) == 2 for ids in seen)
+  assert reads == {"corpus": 1, "parts": 2}
+  assert capsys.readouterr().out.count("answer: x") == 3

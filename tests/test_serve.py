@@ -16,7 +16,8 @@ from markupsafe import escape
 
 from dpr_jax.data.corpus import read_corpus
 from dpr_jax.retrieval import retrieve
-from dpr_jax.retrieval.searcher import Answerer, Searcher
+from dpr_jax.reader.answerer import Answerer
+from dpr_jax.retrieval.searcher import Searcher
 from dpr_jax.tools import serve
 
 K = 5
@@ -217,7 +218,7 @@ def test_answer_without_reader_is_404_and_load_errors_are_one_line(files, capsys
   from dpr_jax import cli
   rc = cli.serve([*MODEL, "--embeddings", str(files / "emb"), "--passages", str(other)])
   err = capsys.readouterr().err.strip().splitlines()
-  assert rc == 2 and len(err) == 1 and "was encoded from" in err[0] and "other.tsv" in err[0]
+  assert rc == 2 and len(err) == 1 and "expected embeddings of" in err[0] and "other.tsv" in err[0]
 
 
 def test_answerer_reads_every_question(files, reader_dir):
@@ -240,4 +241,44 @@ def test_a_failing_search_is_a_json_500():
       raise RuntimeError("index unreadable")
 
   r = serve.create_app(Broken()).test_client().get("/search?q=who")
-  assert r.status_code == 500 and "index unreadable" in r.get_json()["error"]
+  assert r.status_code == 500 and r.get_json()["request_id"]
+  assert "index unreadable" not in r.get_data(as_text=True)  # in the server's log only
+
+
+def test_answer_offsets_and_highlight_are_the_span_read_not_the_first_occurrence(monkeypatch):
+  """The reader read the second "Paris" of "Paris is in France. The capital is Paris." (its
+  characters 35..40, counted by hand); /answer and the page mark that one, not the first."""
+  from dpr_jax.reader import answerer as answerer_lib, predict
+  from dpr_jax.retrieval.searcher import Hit
+  text = "Paris is in France. The capital is Paris."
+  hits = [Hit("p0", 2.0, "Other", "nothing here"), Hit("p7", 1.5, "France", text)]
+
+  class OneCorpus:
+    retriever = "bm25"
+
+    def __len__(self):
+      return 2
+
+    def search(self, questions, k):
+      return [hits[:k] for _ in questions]
+
+  def read(forward, params, results, tok, **kw):  # the reader's output, made by hand
+    return [{"prediction": "Paris", "passage_id": "p7", "passage_rank": 1, "title": "France",
+             "passage": text, "start_char": 35, "end_char": 40, "score": 3.5}
+            for _ in results]
+  monkeypatch.setattr(predict, "predict", read)
+  ans = object.__new__(answerer_lib.Answerer)
+  ans.forward = ans.params = ans.tok = ans.mesh = None
+  ans.max_answer_length, ans.batch_questions = 10, 1
+  ans.lock = threading.Lock()
+  client = serve.create_app(OneCorpus(), ans).test_client()
+  a = client.get("/answer?q=capital+of+france&k=2").get_json()["answer"]
+  assert (a["start"], a["end"]) == (35, 40) and a["text"] == "Paris"
+  assert text.find("Paris") == 0  # the first occurrence, which must not be marked
+  html = client.get("/?q=capital+of+france&k=2").get_data(as_text=True)
+  assert "Paris is in France. The capital is <mark>Paris</mark>." in html
+  assert html.count("<mark>") == 1
+  # an empty answer marks nothing
+  assert answerer_lib.answer_record({"prediction": "", "passage_id": "p7", "passage_rank": 1,
+                                     "title": "France", "start_char": 0, "end_char": 0,
+                                     "score": -1.0})["start"] is None

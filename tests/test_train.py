@@ -299,3 +299,38 @@ def test_training_starts_from_an_exported_folder(tiny_data, tmp_path, minilm_pat
   spec = json.loads((tmp_path / "wd" / "model.json").read_text())
   assert spec["tokenizer"] == str(tmp_path / "exp" / "question_encoder")
   assert abs(_losses(tmp_path / "wd")[1] - _first_batch_loss(c)) <= 1e-4
+
+
+def test_a_rerun_with_another_batch_is_refused_unless_overridden(tiny_data, tmp_path, capsys):
+  """Another global batch (or seed, or optimizer setting) maps steps to other batches or
+  updates: refused with one error line naming the field, unless `train.allow_config_change`;
+  the overridden config is then the recorded one. Logging, validation and run length stay free."""
+  from dpr_jax import cli
+  from dpr_jax.training import harness, loop
+  wd = tmp_path / "wd"
+  loop.train(_tiny_config(tiny_data, max_steps=1), wd)
+  capsys.readouterr()
+  bigger = _tiny_config(tiny_data, max_steps=2, global_batch=8, log_every=3)
+  assert cli.run(lambda argv: loop.train(bigger, wd), []) == 2  # as train.py reports it
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and str(wd / "config.json") in err[0]
+  assert "train.global_batch: recorded 16, now 8" in err[0]
+  assert "max_steps" not in err[0] and "log_every" not in err[0]
+  assert "allow_config_change=True" in err[0]
+  for field, value in (("seed", 1), ("lr", 1e-4)):
+    c = _tiny_config(tiny_data, max_steps=2)
+    (c.train if field == "seed" else c.optim)[field] = value
+    with pytest.raises(harness.ConfigChangeError, match=rf"\.{field}: recorded"):
+      loop.train(c, wd)
+  assert json.loads((wd / "config.json").read_text())["train"]["global_batch"] == 16
+  assert sorted(_losses(wd)) == [1]
+
+  # Overridden: it continues at step 2 with batches of 8, and records the new config.
+  loop.train(_tiny_config(tiny_data, max_steps=2, global_batch=8, allow_config_change=True), wd)
+  assert sorted(_losses(wd)) == [1, 2]
+  assert json.loads((wd / "config.json").read_text())["train"]["global_batch"] == 8
+  # A third run without the flag, other free fields changed, is accepted.
+  c = _tiny_config(tiny_data, max_steps=2, global_batch=8, log_every=5, save_every=7)
+  c.eval.max_batches, c.eval.every = 1, 3
+  loop.train(c, wd)
+  assert sorted(_losses(wd)) == [1, 2]

@@ -3,12 +3,20 @@
 `string` mode (DPR's default): the answer's token sequence occurs in the passage's token sequence,
 after Unicode NFD normalisation, lowercasing and DPR's `SimpleTokenizer` (runs of letters, digits
 and marks, or any single other non-space character). `regex` mode (CuratedTREC): the answer is a
-regular expression searched, case-insensitively, in the NFD-normalised passage text.
+regular expression, NFD-normalised like the passage text and searched in it with the `regex`
+module's IGNORECASE | UNICODE | MULTILINE flags (DPR's `has_answer` and `regex_match`,
+dpr/data/qa_validation.py); a pattern that does not compile matches nothing.
+
+SQuAD's EM / F1 are the official v1.1 evaluation script's (`normalize_answer`, `f1_score`,
+`exact_match_score`, best over the reference answers), with its `re` word boundaries.
 """
 from __future__ import annotations
 
 import functools
+import re
+import string
 import unicodedata
+from collections import Counter
 
 import regex
 
@@ -33,8 +41,10 @@ def _answer_tokens(answer: str) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(pattern: str):
+  """The NFD-normalised pattern, compiled (None when it does not compile)."""
   try:
-    return regex.compile(pattern, flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
+    return regex.compile(normalize(pattern),
+                         flags=regex.IGNORECASE | regex.UNICODE | regex.MULTILINE)
   except regex.error:
     return None
 
@@ -81,14 +91,15 @@ class PassageMatcher:
     return has_answer_tokens(answers, words)
 
 
-# SQuAD's answer scoring (the official v1.1 evaluation script's normalisation).
-_ARTICLES = regex.compile(r"\b(a|an|the)\b", flags=regex.UNICODE)
+# SQuAD's answer scoring: the official v1.1 evaluation script's normalisation, with `re` (not
+# `regex`: their \b differ next to combining marks and other non-alphanumeric word characters).
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 def squad_normalize(text: str) -> str:
   """Lower case, drop punctuation and the articles a/an/the, collapse whitespace."""
-  import string
-  text = "".join(ch for ch in text.lower() if ch not in set(string.punctuation))
+  text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
   return " ".join(_ARTICLES.sub(" ", text).split())
 
 
@@ -100,7 +111,6 @@ def exact_match(prediction: str, answers) -> float:
 
 def f1(prediction: str, answers) -> float:
   """Best token-overlap F1 of the prediction against the answers."""
-  from collections import Counter
   pt = squad_normalize(prediction).split()
   best = 0.0
   for a in answers:

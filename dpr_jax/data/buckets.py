@@ -71,7 +71,7 @@ def group_questions(batch: dict[str, np.ndarray], groups: int, per_question: int
     raise ValueError(f"a batch of {b} questions does not split into {groups} question groups")
   order = np.argsort(batch["q_mask"].sum(1), kind="stable")
   rows = (order[:, None] * per_question + np.arange(per_question)).reshape(-1)
-  out = {"p_ids": batch["p_ids"][rows], "p_mask": batch["p_mask"][rows]}
+  out = {k: v[rows] for k, v in batch.items() if k.startswith("p_")}  # p_ids, p_mask, p_key
   n = b // groups
   for g in range(groups):
     sel = order[g * n:(g + 1) * n]

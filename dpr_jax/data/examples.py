@@ -154,7 +154,10 @@ class TrainBatches:
   Each example contributes its question, one positive (the first, as DPR, unless
   `shuffle_positives`), and `num_hard_negatives` passages: its hard negatives in a per-epoch
   random order, then its other negatives, then positives of random other examples (counted in
-  `filled_negatives`) so that every batch has a fixed shape.
+  `filled_negatives`) so that every batch has a fixed shape. A passage can occur several times
+  in one batch (a filler that is another question's positive, an example drawn twice when its
+  weight exceeds 1, two questions on one paragraph): the loss masks every copy of a question's
+  positive out of that question's negatives (`passage_keys`).
   """
 
   def __init__(self, datasets: Sequence[Dataset], weights: Sequence[float], global_batch: int,
@@ -220,11 +223,36 @@ class TrainBatches:
     return questions, passages
 
 
+def same_passage(a: Passage, b: Passage) -> bool:
+  """One passage twice: the same id, or the same title and text (identical inputs)."""
+  return (a.pid is not None and a.pid == b.pid) or (a.title, a.text) == (b.title, b.text)
+
+
+def passage_keys(passages: Sequence[Passage]) -> np.ndarray:
+  """[N] int32: for each passage, the index of the first passage of the list that is the same
+  passage (`same_passage`, closed transitively). Two passages of a batch are one passage iff
+  their keys are equal; the loss masks such copies of a question's positive (`loss.in_batch_nll`)."""
+  parent = list(range(len(passages)))
+  def root(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+  first: dict = {}
+  for i, p in enumerate(passages):
+    for key in (("text", p.title, p.text),) + ((("id", p.pid),) if p.pid is not None else ()):
+      j = first.setdefault(key, i)
+      a, b = root(i), root(j)
+      parent[max(a, b)] = min(a, b)
+  return np.array([root(i) for i in range(len(passages))], np.int32)
+
+
 def tokenize_batch(tokenizer, questions: Sequence[str], passages: Sequence[Passage],
                    q_len: int, p_len: int, bucket_multiple: int = 0) -> dict[str, np.ndarray]:
-  """-> {q_ids, q_mask: [b, Lq], p_ids, p_mask: [b*(1+H), Lp]} int32. Lq, Lp: the longest
+  """-> {q_ids, q_mask: [b, Lq], p_ids, p_mask: [b*(1+H), Lp], p_key: [b*(1+H)]} int32: the
+  arrays of a training batch (`global_batch_arrays` adds question groups). Lq, Lp: the longest
   question / passage rounded up to a multiple of `bucket_multiple` (at most q_len / p_len);
-  `bucket_multiple` = 0: exactly q_len / p_len (one shape)."""
+  `bucket_multiple` = 0: exactly q_len / p_len (one shape). p_key: `passage_keys(passages)`."""
   q = tokenizer.questions(questions, max_length=q_len, pad_to_max=False, pad_multiple=1)
   p = tokenizer.passages([x.title for x in passages], [x.text for x in passages],
                          max_length=p_len, pad_to_max=False, pad_multiple=1)
@@ -233,6 +261,7 @@ def tokenize_batch(tokenizer, questions: Sequence[str], passages: Sequence[Passa
     length = buckets.bucket_lengths_of(t["attention_mask"], bucket_multiple, max_len)
     out[f"{side}_ids"], out[f"{side}_mask"] = buckets.pad_to(
         t["input_ids"], t["attention_mask"], length, tokenizer.pad_id)
+  out["p_key"] = passage_keys(passages)
   return out
 
 

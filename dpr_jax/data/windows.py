@@ -51,7 +51,8 @@ def to_paragraphs(results: list[dict], corpus, k: int, match: str = "string",
                   with_text: bool = True) -> list[dict]:
   """Results over windows -> results over `corpus`'s paragraphs: each paragraph at the rank of
   its best window (with that window's score), duplicates dropped, the first `k` kept;
-  `has_answer` is recomputed on the paragraph's text."""
+  `has_answer` is recomputed on the paragraph's text. A list is shorter than `k` when its
+  windows fall on fewer paragraphs: `retrieval.retrieve.paragraph_results` fetches deeper."""
   from dpr_jax.data.answers import PassageMatcher
   row = {str(pid): i for i, pid in enumerate(corpus.ids)}
   out, has_answer = [], PassageMatcher(corpus.texts, match)
@@ -75,3 +76,9 @@ def to_paragraphs(results: list[dict], corpus, k: int, match: str = "string",
         break
     out.append({**r, "ctxs": ctxs})
   return out
+
+
+def is_window_id(pid) -> bool:
+  """Whether `pid` has the form of a window id, PARAGRAPH~FIRST_WORD."""
+  head, sep, tail = str(pid).rpartition(SEP)
+  return bool(sep and head and tail.isdigit())

@@ -56,16 +56,62 @@ def reader_loss(start, end, select, text_mask, span_start, span_end, span_mask):
           "select_accuracy": jnp.mean((jnp.argmax(select, axis=-1) == 0).astype(jnp.float32))}
 
 
-def best_span(start: np.ndarray, end: np.ndarray, text_mask: np.ndarray,
-              max_answer_length: int = 10) -> tuple[int, int, float]:
-  """start, end, text_mask: [L] for one passage -> (s, e, score) maximising start[s] + end[e]
-  over text tokens with s <= e < s + max_answer_length."""
-  ok = text_mask > 0
-  s_log = np.where(ok, start, NEG)
-  e_log = np.where(ok, end, NEG)
+def extend_to_words(s: int, e: int, subword: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
+  """DPR's `_extend_span_to_full_words` (dpr/data/reader_data.py): the inclusive token span
+  (s, e) grown to whole words, the start moved left while it is on a continuation piece
+  (`subword[i]`: a `##` piece) and the end moved right while the next piece is one, within the
+  text tokens lo..hi-1."""
+  while s > lo and subword[s]:
+    s -= 1
+  while e < hi - 1 and subword[e + 1]:
+    e += 1
+  return s, e
+
+
+def best_spans(start: np.ndarray, end: np.ndarray, text_mask: np.ndarray,
+               max_answer_length: int = 10, subword: np.ndarray | None = None,
+               top_spans: int = 1) -> list[tuple[int, int, float]]:
+  """DPR's `get_best_spans` (dpr/data/reader_data.py) for one passage. start, end, text_mask,
+  subword: [L] -> up to `top_spans` (s, e, score), best first. Candidates are the text-token
+  spans s <= e < s + max_answer_length by descending start[s] + end[e] (ties: in (s, e)
+  order); a candidate that contains, or lies inside, a span already chosen is skipped; a chosen
+  span is extended to whole words (`extend_to_words`, when `subword` is given) *after* it is
+  chosen, so later candidates are compared with the extended span, and its score stays the
+  candidate's. The best span is therefore the highest-scoring candidate, extended. No text
+  tokens: []."""
+  ok = np.asarray(text_mask) > 0
+  if not ok.any():
+    return []
+  text = np.flatnonzero(ok)
+  lo, hi = int(text[0]), int(text[-1]) + 1
   l = len(start)
   i = np.arange(l)
   valid = (i[None, :] >= i[:, None]) & (i[None, :] < i[:, None] + max_answer_length)
-  score = np.where(valid, s_log[:, None] + e_log[None, :], -np.inf)
-  s, e = np.unravel_index(int(np.argmax(score)), score.shape)
-  return int(s), int(e), float(score[s, e])
+  valid &= ok[:, None] & ok[None, :]
+  score = np.where(valid, np.asarray(start)[:, None] + np.asarray(end)[None, :], -np.inf).ravel()
+  order = (np.argsort(-score, kind="stable")[: int(valid.sum())] if top_spans > 1
+           else [int(np.argmax(score))])
+  chosen: list[tuple[int, int]] = []
+  out = []
+  for flat in order:
+    s, e = divmod(int(flat), l)
+    if any(s <= ps <= pe <= e or ps <= s <= e <= pe for ps, pe in chosen):
+      continue
+    if subword is not None:
+      s, e = extend_to_words(s, e, subword, lo, hi)
+    out.append((s, e, float(score[flat])))
+    chosen.append((s, e))
+    if len(out) == top_spans:
+      break
+  return out
+
+
+def best_span(start: np.ndarray, end: np.ndarray, text_mask: np.ndarray,
+              max_answer_length: int = 10, subword: np.ndarray | None = None
+              ) -> tuple[int, int, float]:
+  """The best of `best_spans`: (s, e, score) maximising start[s] + end[e] over text tokens with
+  s <= e < s + max_answer_length, extended to whole words when `subword` is given."""
+  spans = best_spans(start, end, text_mask, max_answer_length, subword)
+  if not spans:
+    raise ValueError("no text tokens to read a span from")
+  return spans[0]

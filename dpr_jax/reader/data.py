@@ -35,7 +35,7 @@ class Encoded:
 def load_results(path, corpus=None, limit: int | None = None) -> list[dict]:
   """A results JSON (list of {question, answers, ctxs}) with every ctx's title and text."""
   from dpr_jax.data.textio import read_json
-  from dpr_jax.retrieval.evaluate import check_results
+  from dpr_jax.data.results import check_results
   rows = check_results(read_json(path, "retrieval results JSON"), path)
   index = None
   out = []
@@ -169,7 +169,10 @@ def train_batch(exs: list[examples.Example], candidates: list[int], rng: np.rand
                 bucket_multiple: int = 0) -> tuple[dict[str, np.ndarray], dict]:
   """The first `questions` of `candidates` (indices into `exs`) whose positive holds an answer
   -> (batch, stats). Each row: one positive (index 0) + `passages`-1 negatives (its hard
-  negatives, then its other negatives, then negatives of the batch's other questions). Inputs
+  negatives, then its other negatives, then passages of the batch's other questions), none of
+  them the row's positive (`examples.same_passage`: another question on the same paragraph, a
+  negative that repeats the positive). A row left short is filled with empty slots
+  (`[CLS] [SEP]`, `passage_mask` 0) that the selection loss leaves out. Inputs
   are padded to the longest rounded up to a multiple of `bucket_multiple` (at most the
   tokenizer's max_length; 0: to it), `dpr_jax.data.buckets`. stats: skipped questions (no
   answer in any positive) and positives read as a window past the cut."""
@@ -185,7 +188,8 @@ def train_batch(exs: list[examples.Example], candidates: list[int], rng: np.rand
       continue
     enc, found, windowed, psg = pos
     stats["windowed_positives"] += int(windowed)
-    negs = list(ex.hard_negatives) + list(ex.negatives)
+    negs = [n for n in list(ex.hard_negatives) + list(ex.negatives)
+            if not examples.same_passage(n, psg)]
     pick = [negs[j] for j in rng.permutation(len(negs))[: passages - 1]]
     own.append(pick)
     qs.append(ex.question)
@@ -198,16 +202,22 @@ def train_batch(exs: list[examples.Example], candidates: list[int], rng: np.rand
   if len(rows) < questions:
     raise ReaderDataError(f"only {len(rows)} of {len(candidates)} candidate questions have an "
                           f"answer in a positive passage; {questions} are needed per batch")
+  real = [[1] * len(row) + [0] * (passages - len(row)) for row in rows]
   for k, row in enumerate(rows):  # too few own negatives: other questions' passages
-    others = [n for j, pick in enumerate(own) if j != k for n in pick] or [
-        pos for j, pos in enumerate(positives) if j != k]
+    differs = lambda n: not examples.same_passage(n, positives[k])
+    others = [n for j, pick in enumerate(own) if j != k for n in pick if differs(n)] or [
+        pos for j, pos in enumerate(positives) if j != k and differs(pos)]
     while len(row) < passages:
-      n = others[int(rng.integers(len(others)))] if others else positives[k]
-      row.append(tok.encode(qs[k], n.title, n.text))
+      if others:
+        n = others[int(rng.integers(len(others)))]
+        row.append(tok.encode(qs[k], n.title, n.text))
+        real[k][len(row) - 1] = 1
+      else:
+        row.append(Encoded([tok.cls, tok.sep], 1, 1, [], "", ""))
   longest = max(len(e.ids) for row in rows for e in row)
   b = pad_inputs(rows, buckets.bucket_length(longest, bucket_multiple, tok.max_length))
   b.update(span_start=np.array(starts, np.int32), span_end=np.array(ends, np.int32),
-           span_mask=np.array(masks, np.int32))
+           span_mask=np.array(masks, np.int32), passage_mask=np.array(real, np.int32))
   return b, stats
 
 

@@ -3,9 +3,10 @@
 Every (question, passage) pair is read once, independently: the selection logit of a passage
 does not depend on the others (DPR's softmax over passages is a training loss), so pairs are
 sorted by length and read in length-bucketed batches. Each reading keeps the passage's best span
-(start + end logits over text tokens, at most `max_answer_length` tokens), that span score and
-the passage's selection logit. An answer is then chosen among the first k readings of a
-question, by one of three scorings:
+(start + end logits over text tokens, at most `max_answer_length` tokens), extended to whole
+words after it is chosen as DPR does, with that span's score, its character offsets in the
+passage text and the passage's selection logit. An answer is then chosen among the first k
+readings of a question, by one of three scorings:
 
 - `select` (DPR): the passage with the highest selection logit, then its best span;
 - `joint`: the span with the highest span score + selection logit across all k passages;
@@ -17,6 +18,8 @@ Reading once and choosing for every k and scoring lets one run fill a retriever 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import unicodedata
 
 import jax
 import numpy as np
@@ -25,7 +28,7 @@ from jax.experimental import multihost_utils
 from tqdm import tqdm
 
 from dpr_jax.data import answers, buckets
-from dpr_jax.models.reader import best_span
+from dpr_jax.models.reader import NEG, best_spans
 from dpr_jax.reader import data as reader_data
 from dpr_jax.training import harness, sharding
 
@@ -34,11 +37,49 @@ SCORINGS = ("select", "joint", "fused")
 
 @dataclasses.dataclass
 class Reading:
+  """One passage read: its best span `answer` == text[start_char:end_char]."""
   answer: str
   span_score: float
   select: float
   title: str
   text: str
+  start_char: int | None = None
+  end_char: int | None = None
+
+
+@functools.lru_cache(maxsize=4)
+def subword_ids(hf) -> np.ndarray:
+  """[vocab] bool: True for the ids of continuation pieces (`##...`), DPR's
+  `BertTensorizer.is_sub_word_id` (computed once per tokenizer)."""
+  vocab = hf.get_vocab()
+  out = np.zeros(max(len(hf), max(vocab.values()) + 1), bool)
+  for piece, i in vocab.items():
+    out[i] = piece.startswith(("##", " ##"))
+  return out
+
+
+def char_span(enc: reader_data.Encoded, s: int, e: int) -> tuple[int, int]:
+  """Token span (positions in enc.ids) -> [start, end) in the passage text. The end takes in
+  the combining marks that follow the last piece's characters (an uncased tokenizer strips
+  accents, and its offsets then stop before a decomposed accent)."""
+  a, b = enc.offsets[s - enc.text_start][0], enc.offsets[e - enc.text_start][1]
+  while b < len(enc.text) and unicodedata.combining(enc.text[b]):
+    b += 1
+  return a, b
+
+
+def read_one(enc: reader_data.Encoded, start, end, text_mask, select: float,
+             subword: np.ndarray, max_answer_length: int) -> Reading:
+  """One passage's logits and text mask ([L] each; `subword`: `subword_ids`) -> its Reading:
+  the best span, extended to whole words."""
+  sub = np.zeros(len(text_mask), bool)
+  sub[: len(enc.ids)] = subword[np.asarray(enc.ids)]
+  spans = best_spans(start, end, text_mask, max_answer_length, sub)
+  if not spans:
+    return Reading("", 2 * NEG, select, enc.title, enc.text, 0, 0)
+  s, e, sc = spans[0]
+  a, b = char_span(enc, s, e)
+  return Reading(enc.text[a:b], sc, select, enc.title, enc.text, a, b)
 
 
 def make_forward(graphdef):
@@ -59,6 +100,7 @@ def read_pairs(forward, params, pairs: list[tuple[str, dict]], tok, *, batch_siz
   in batches padded to a multiple of `bucket_multiple`; every process reads its rows of each
   batch and receives every reading."""
   encs = [tok.encode(q, c.get("title") or "", c["text"]) for q, c in pairs]
+  subword = subword_ids(tok.hf)
   order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
   n_dev = sharding.batch_size_multiple(mesh)
   bs = -(-batch_size // n_dev) * n_dev
@@ -75,10 +117,8 @@ def read_pairs(forward, params, pairs: list[tuple[str, dict]], tok, *, batch_siz
         harness.local_rows({"ids": b["input_ids"], "mask": b["attention_mask"]}), mesh)
     start, end, select = (_to_host(x) for x in forward(params, g["ids"], g["mask"]))
     for r, i in enumerate(idx):
-      enc = encs[i]
-      st, en, sc = best_span(start[r, 0], end[r, 0], b["text_mask"][r, 0], max_answer_length)
-      text = reader_data.span_text(enc, st, en) if enc.text_end > enc.text_start else ""
-      out[i] = Reading(text, sc, float(select[r, 0]), enc.title, enc.text)
+      out[i] = read_one(encs[i], start[r, 0], end[r, 0], b["text_mask"][r, 0],
+                        float(select[r, 0]), subword, max_answer_length)
   return out
 
 
@@ -111,13 +151,15 @@ def retriever_scores(result: dict):
 def prediction(result: dict, readings: list[Reading], k: int, scoring: str = "select",
                fusion_weight: float = 1.0) -> dict:
   """The answer to one result from its readings (first k): {question, answers, prediction,
-  title, passage_id, passage_rank, passage, score, span_score, passage_score, retriever_score}."""
+  title, passage_id, passage_rank, passage, start_char, end_char, score, span_score,
+  passage_score, retriever_score}; passage[start_char:end_char] == prediction, the span read."""
   rs = retriever_scores(result)
   j, _ = choose(readings, k, scoring, rs, fusion_weight)
   r = readings[j]
   return {"question": result["question"], "answers": result["answers"], "prediction": r.answer,
           "title": r.title, "passage_id": result["ctxs"][j].get("id"), "passage_rank": j,
-          "passage": r.text, "score": r.span_score, "span_score": r.span_score,
+          "passage": r.text, "start_char": r.start_char, "end_char": r.end_char,
+          "score": r.span_score, "span_score": r.span_score,
           "passage_score": r.select, "retriever_score": None if rs is None else rs[j]}
 
 

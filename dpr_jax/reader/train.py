@@ -10,9 +10,7 @@ best checkpoint (by EM) is kept in `best/`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 
 import jax
@@ -24,7 +22,7 @@ from dpr_jax.training import harness, sharding, steps
 from dpr_jax.training.loading import build_reader, load_trained, tokenizer_path
 from dpr_jax.reader import data as reader_data
 from dpr_jax.models.bert import example_keys
-from dpr_jax.models.reader import reader_loss
+from dpr_jax.models.reader import NEG, reader_loss
 from dpr_jax.reader.predict import make_forward, predict, score  # noqa: F401 (re-exported)
 
 log = logging.getLogger("dpr_jax")
@@ -32,17 +30,23 @@ log = logging.getLogger("dpr_jax")
 IDENTITY = ("model", "data")
 
 
+def batch_loss(graphdef, params, batch, key):
+  """-> (loss, `reader_loss` outputs) of a `reader_data.train_batch` batch; `key` None: no
+  dropout. Slots with `passage_mask` 0 (empty) are left out of the selection softmax."""
+  n, m, _ = batch["input_ids"].shape
+  keys = None if key is None else example_keys(key, jnp.arange(n * m))
+  start, end, select = nnx.merge(graphdef, params)(batch["input_ids"], batch["attention_mask"],
+                                                  dropout_rng=keys)
+  if "passage_mask" in batch:
+    select = jnp.where(batch["passage_mask"] > 0, select, NEG)
+  out = reader_loss(start, end, select, batch["text_mask"], batch["span_start"],
+                    batch["span_end"], batch["span_mask"])
+  return out["loss"], out
+
+
 def make_step(graphdef, tx, schedule, mesh, state_shardings=None):
   """-> step(state, batch) -> (state, metrics); batch arrays [N, ...] sharded over N."""
-  def loss_fn(params, batch, key):
-    n, m, _ = batch["input_ids"].shape
-    keys = example_keys(key, jnp.arange(n * m))
-    start, end, select = nnx.merge(graphdef, params)(batch["input_ids"], batch["attention_mask"],
-                                                    dropout_rng=keys)
-    out = reader_loss(start, end, select, batch["text_mask"], batch["span_start"],
-                      batch["span_end"], batch["span_mask"])
-    return out["loss"], out
-
+  loss_fn = lambda params, batch, key: batch_loss(graphdef, params, batch, key)
   return steps.make_update_step(jax.value_and_grad(loss_fn, has_aux=True), tx, schedule, mesh,
                                 lambda loss, out, grads: {"train/" + k: v for k, v in out.items()},
                                 state_shardings)
@@ -65,7 +69,7 @@ def _load_data(config, workdir: Path):
   file's gold paragraphs (`data.dev_file`)."""
   from dpr_jax.data import examples
   from dpr_jax.data.corpus import read_corpus
-  from dpr_jax.training.loop import prepared_files
+  from dpr_jax.training.data_files import prepared_files
   dc, ec = config.data, config.eval
   if dc.train_results or dc.train_files:  # named data: nothing to prepare
     train_files, dev_file = [f for f in dc.train_files.split(",") if f], dc.dev_file
@@ -172,16 +176,3 @@ def load_reader(workdir, which: str = "best"):
   tok = reader_data.ReaderTokenizer(spec["tokenizer"], spec["max_length"],
                                     spec["question_max_length"])
   return model, tok, step
-
-
-def main(argv=None):
-  from dpr_jax import cli
-  ap = cli.Parser("python -m dpr_jax.reader_train", __doc__)
-  ap.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl")
-  a, config = cli.parse_with_config(ap, argv)
-  print(json.dumps(train(config, a.workdir)))
-
-
-if __name__ == "__main__":
-  from dpr_jax import cli
-  sys.exit(cli.reader_train())

@@ -5,12 +5,15 @@
   norm, a passage x is stored as [x, sqrt(phi - |x|^2)] and a query q searched as [q, 0], so
   |q' - x'|^2 = |q|^2 + phi - 2 q.x and the nearest neighbours are the largest inner products.
 - `ivfpq`: inverted lists with product quantisation (inner product), for corpora that do not fit
-  in memory as fp32 (21M x 768 -> ~1.3 GB with 64-byte codes).
+  in memory as fp32 (21M x 768 -> ~1.3 GB with 64-byte codes). Its k-means is trained on
+  `train_sample_size` points: 256 per list (FAISS's own k-means keeps at most 256 per centroid
+  and warns below 39), at least 100k, at most what `train_memory_gib` holds as fp32.
 The index is built from the embedding parts one at a time and saved with its id map and the
 identity (model fingerprint, corpus) of the embeddings; loading checks that identity.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import faiss
@@ -19,6 +22,17 @@ import numpy as np
 from dpr_jax.data.textio import DataError, atomic_write, check_file, read_json, write_json
 
 KINDS = ("flat", "hnsw", "ivfpq")
+MIN_PER_LIST = 39        # FAISS's k-means warns below 39 training points per centroid
+TARGET_PER_LIST = 256    # and samples down to 256 per centroid above it
+log = logging.getLogger("dpr_jax")
+
+
+def train_sample_size(total: int, nlist: int, dim: int, *, memory_gib: float = 4.0,
+                      per_list: int = TARGET_PER_LIST, floor: int = 100_000) -> int:
+  """IVF training points: `per_list` per list (at least `floor`), no more than the corpus, and
+  no more than `memory_gib` GiB of fp32 vectors."""
+  cap = int(memory_gib * 2**30) // (4 * dim)
+  return max(1, min(total, max(floor, per_list * nlist), cap))
 
 
 class IndexMismatch(ValueError):
@@ -53,8 +67,9 @@ class DenseIndex:
 
 def build(parts, kind: str, dim: int, identity: dict, *, hnsw_m: int = 64,
           ef_construction: int = 200, ef_search: int = 128, nlist: int | None = None,
-          pq_m: int | None = None, train_size: int = 100_000, seed: int = 0) -> DenseIndex:
-  """parts: a re-iterable of (ids, [n, D] float32) chunks (e.g. `embedding_parts(dir)`)."""
+          pq_m: int | None = None, train_memory_gib: float = 4.0, seed: int = 0) -> DenseIndex:
+  """parts: a re-iterable of (ids, [n, D] float32) chunks (e.g. `EmbeddingParts(dir)`).
+  `train_memory_gib`: the most fp32 training vectors `ivfpq` holds (see `train_sample_size`)."""
   if kind not in KINDS:
     raise ValueError(f"index must be one of {KINDS}, got {kind!r}")
   ids, phi = [], 0.0
@@ -70,9 +85,14 @@ def build(parts, kind: str, dim: int, identity: dict, *, hnsw_m: int = 64,
     pq_m = pq_m or next(m for m in (64, 48, 32, 24, 16, 12, 8, 4, 2, 1) if dim % m == 0)
     index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, nlist, pq_m, 8,
                              faiss.METRIC_INNER_PRODUCT)
-    sample = np.concatenate([e for _, e in parts]).astype(np.float32) if total <= train_size else \
-        _sample(parts, total, train_size, seed)
-    index.train(sample)
+    n = train_sample_size(total, nlist, dim, memory_gib=train_memory_gib)
+    log.info("ivfpq: training %d lists on %d of %d vectors (%.1f per list)", nlist, n, total,
+             n / nlist)
+    if n < MIN_PER_LIST * nlist:
+      log.warning("ivfpq: %.1f training vectors per list, below the %d FAISS asks for%s", n / nlist,
+                  MIN_PER_LIST, "" if n == total else
+                  f" (train_memory_gib {train_memory_gib:g} holds {n} vectors)")
+    index.train(_sample(parts, total, n, seed, dim))
     index.nprobe = min(nlist, 32)
   for part_ids, e in parts:
     e = np.ascontiguousarray(e, np.float32)
@@ -83,14 +103,16 @@ def build(parts, kind: str, dim: int, identity: dict, *, hnsw_m: int = 64,
   return DenseIndex(index, ids, kind, phi, identity)
 
 
-def _sample(parts, total, n, seed):
-  rng = np.random.default_rng(seed)
-  keep, out, start = np.sort(rng.choice(total, n, replace=False)), [], 0
+def _sample(parts, total, n, seed, dim):
+  """n of the `total` rows of `parts`, drawn without replacement, in one [n, dim] fp32 array."""
+  keep = np.arange(total) if n >= total else \
+      np.sort(np.random.default_rng(seed).choice(total, n, replace=False))
+  out, start, filled = np.empty((len(keep), dim), np.float32), 0, 0
   for _, e in parts:
     sel = keep[(keep >= start) & (keep < start + len(e))] - start
-    out.append(np.asarray(e[sel], np.float32))
-    start += len(e)
-  return np.concatenate(out)
+    out[filled:filled + len(sel)] = e[sel]
+    filled, start = filled + len(sel), start + len(e)
+  return out
 
 
 def load(d, expect: dict | None = None) -> DenseIndex:

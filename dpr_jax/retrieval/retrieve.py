@@ -13,47 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from dpr_jax import cli
 from dpr_jax.data import answers as answer_lib
 from dpr_jax.data.textio import write_json
-from dpr_jax.retrieval.searcher import QuestionEncoder, fuse
+# The library's names, importable from here as well.
+from dpr_jax.retrieval.dense import dense_index, encode_questions, fuse  # noqa: F401
 
-
-@functools.lru_cache(maxsize=2)
-def question_encoder(model_path, which, pooling, normalize, max_length, batch_size):
-  """Loaded once per process (the interactive reader asks many times)."""
-  return QuestionEncoder(model_path, which=which, pooling=pooling, normalize=normalize,
-                         max_length=max_length, max_batch=batch_size)
-
-
-def encode_questions(model_path, texts, *, which="best", pooling="cls", normalize=None,
-                     max_length=64, batch_size=64) -> tuple[np.ndarray, dict]:
-  """-> ([Q, D] question embeddings, {fingerprint, ...}) from any model PATH."""
-  enc = question_encoder(str(model_path), which, pooling, normalize, max_length, batch_size)
-  return enc(texts), {**enc.desc, "fingerprint": enc.fingerprint}
-
-
-@functools.lru_cache(maxsize=2)
-def dense_index(emb_dir, kind: str, index_dir=None, mesh_recall: float = 1.0):
-  """Loads `<emb_dir>/index-<kind>` (checking its identity) or builds and saves it; `mesh`:
-  the parts sharded over all devices (`mesh_recall` < 1: `lax.approx_max_k` at that recall)."""
-  from dpr_jax.retrieval import index as index_lib
-  from dpr_jax.retrieval.encoding import EmbeddingParts
-  if kind == "mesh":  # exact search with the embeddings sharded over all devices
-    from dpr_jax.retrieval import mesh_index
-    return mesh_index.load(emb_dir, approx=mesh_recall < 1.0, recall_target=mesh_recall)
-  parts = EmbeddingParts(emb_dir)
-  d = Path(index_dir or Path(emb_dir) / f"index-{kind}")
-  if (d / "index.json").is_file():
-    return index_lib.load(d, parts.identity)
-  idx = index_lib.build(parts, kind, parts.dim, parts.identity)
-  idx.save(d)
-  return idx
+log = logging.getLogger(__name__)
 
 
 def results_json(questions, corpus, rows, scores, match="string", with_text=True) -> list[dict]:
@@ -72,19 +43,6 @@ def results_json(questions, corpus, rows, scores, match="string", with_text=True
       item["positive_pids"] = q.positive_pids
     out.append(item)
   return out
-
-
-@functools.lru_cache(maxsize=2)
-def _corpus(path):
-  from dpr_jax.data.corpus import read_corpus
-  return read_corpus(path)
-
-
-@functools.lru_cache(maxsize=2)
-def _bm25(path, k1, b):
-  from dpr_jax.retrieval.bm25 import BM25
-  corpus = _corpus(path)
-  return BM25(corpus.titles, corpus.texts, k1=k1, b=b)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,55 +67,30 @@ class Settings:
   with_text: bool = True
 
 
-def _dense(s: Settings, corpus, texts, row_of, depth):
-  if not s.model or not s.embeddings:
-    raise ValueError(f"--retriever {s.retriever}: expected --model and --embeddings, "
-                     f"found model={s.model!r}, embeddings={s.embeddings!r}")
-  idx = dense_index(s.embeddings, s.index, mesh_recall=s.mesh_recall)
-  if idx.identity.get("corpus") != str(Path(s.passages).resolve()) or len(idx.ids) != len(corpus):
-    raise ValueError(f"{s.embeddings}: expected embeddings of {s.passages} ({len(corpus)} "
-                     f"passages), found {idx.identity.get('corpus')} ({len(idx.ids)})")
-  q, desc = encode_questions(s.model, texts, which=s.which, pooling=s.pooling,
-                             normalize=s.normalize, max_length=s.question_max_length)
-  if desc["fingerprint"] != idx.identity["fingerprint"]:
-    raise ValueError(f"{s.embeddings}: expected embeddings of --model {s.model} (fingerprint "
-                     f"{desc['fingerprint']}), found fingerprint {idx.identity['fingerprint']}")
-  scores, r = idx.search(q, depth)
-  missing = {idx.ids[i] for i in r.ravel() if i >= 0} - row_of.keys()
-  if missing:
-    raise ValueError(f"{s.embeddings}: expected ids of {s.passages}, found {sorted(missing)[:3]}")
-  return q, (scores, np.vectorize(lambda i: row_of[idx.ids[i]] if i >= 0 else -1)(r))
+@functools.lru_cache(maxsize=1)
+def _searcher(s: Settings):
+  from dpr_jax.retrieval.searcher import Searcher
+  return Searcher(s.passages, model=s.model, embeddings=s.embeddings, retriever=s.retriever,
+                  index=s.index, mesh_recall=s.mesh_recall, which=s.which, pooling=s.pooling,
+                  normalize=s.normalize, question_max_length=s.question_max_length,
+                  hybrid_lambda=s.hybrid_lambda, hybrid_depth=s.hybrid_depth,
+                  bm25_k1=s.bm25_k1, bm25_b=s.bm25_b)
+
+
+def searcher(s: Settings):
+  """The `Searcher` of these settings, loaded once: the same corpus, index, embeddings and
+  model serve every later call that differs only in k, match or with_text."""
+  return _searcher(dataclasses.replace(s, k=1, match=None, with_text=True))
 
 
 def retrieve(questions: list, s: Settings) -> list[dict]:
-  """Retrieval results (DPR's JSON records) for `questions` (`corpus.Question`s). Corpus, BM25
-  index, dense index and model stay loaded between calls with the same settings."""
+  """Retrieval results (DPR's JSON records) for `questions` (`corpus.Question`s), from the
+  settings' `searcher` (loaded on the first call, reused by the next)."""
   if s.k < 1:
     raise ValueError(f"--k: expected an integer >= 1, found {s.k}")
-  corpus = _corpus(s.passages)
-  texts = [q.question for q in questions]
-  row_of = {pid: i for i, pid in enumerate(corpus.ids)}
-  depth = max(s.k, s.hybrid_depth) if s.retriever == "hybrid" else s.k
-  dense = bm25 = None
-  if s.retriever in ("dense", "hybrid"):
-    q, dense = _dense(s, corpus, texts, row_of, depth)
-  if s.retriever in ("bm25", "hybrid"):
-    engine = _bm25(s.passages, s.bm25_k1, s.bm25_b)
-    r, sc = engine.search(texts, depth)
-    bm25 = (sc, r)
-  if s.retriever == "hybrid":
-    from dpr_jax.retrieval.encoding import read_embeddings
-    ids, emb, _ = read_embeddings(s.embeddings)
-    emb_rows = np.array([row_of[i] for i in ids])
-    by_row = np.empty_like(emb)
-    by_row[emb_rows] = emb
-    bm25_full = engine.all_scores(texts)
-    scores, rows = fuse(dense, bm25, s.hybrid_lambda, s.k,
-                        lambda qi, rr: by_row[rr] @ q[qi], lambda qi, rr: bm25_full(qi)[rr])
-  else:
-    scores, rows = dense if dense is not None else bm25
-  return results_json(questions, corpus, rows[:, :s.k], scores[:, :s.k], s.match,
-                      with_text=s.with_text)
+  engine = searcher(s)
+  scores, rows = engine.rows([q.question for q in questions], s.k)
+  return results_json(questions, engine.corpus, rows, scores, s.match, with_text=s.with_text)
 
 
 def add_retrieval_args(ap, passages_required: bool = True):
@@ -195,6 +128,48 @@ def read_questions(a) -> list:
   return questions
 
 
+def paragraph_results(questions: list, s: Settings, paragraphs, k: int) -> list[dict]:
+  """`s.passages` holds windows of the corpus `paragraphs`: each question's top `k` paragraphs,
+  each at the rank of its best window. 4k windows are fetched first; a question whose windows
+  fall on fewer than k paragraphs is fetched again, twice as deep, until it has k or every
+  window was fetched. Questions left with fewer than k are counted in a warning."""
+  from dpr_jax.data import windows
+  size = len(searcher(s))
+  out, todo, depth, deeper = [None] * len(questions), list(range(len(questions))), 4 * k, 0
+  while todo:
+    depth = min(depth, size)
+    found = retrieve([questions[i] for i in todo],
+                     dataclasses.replace(s, k=depth, match=None, with_text=False))
+    mapped = windows.to_paragraphs(found, paragraphs, k, s.match, with_text=s.with_text)
+    for i, r in zip(todo, mapped):
+      out[i] = r
+    todo = [i for i, r in zip(todo, mapped) if len(r["ctxs"]) < k] if depth < size else []
+    deeper += len(todo)
+    depth *= 2
+  if deeper:
+    log.info("%d fetches of windows deeper than %d for %d paragraphs", deeper, 4 * k, k)
+  short = sum(len(r["ctxs"]) < k for r in out)
+  if short:
+    log.warning("%d of %d questions have fewer than %d paragraphs: all %d windows of %s fall "
+                "on fewer paragraphs; their top-k is computed on a shorter list", short,
+                len(out), k, size, s.passages)
+  return out
+
+
+def _recall_measurable(results: list[dict], passages) -> bool:
+  """False (with a warning) for results over windows against gold paragraphs: window ids never
+  equal the paragraph ids of `positive_pids`, so recall and MRR would read 0."""
+  from dpr_jax.data.windows import is_window_id
+  gold = [p for r in results for p in r.get("positive_pids") or ()]
+  ids = [c["id"] for r in results for c in r["ctxs"]]
+  if gold and ids and all(map(is_window_id, ids)) and not any(map(is_window_id, gold)):
+    log.warning("%s holds windows (ids PARAGRAPH~FIRST_WORD) and the questions' positive_pids "
+                "name paragraphs: recall@k and MRR@k are not computed; pass --paragraphs "
+                "PARAGRAPHS to score by paragraph", passages)
+    return False
+  return True
+
+
 def main(argv=None):
   ap = cli.Parser("python -m dpr_jax.retrieve", __doc__)
   add_retrieval_args(ap)
@@ -205,24 +180,26 @@ def main(argv=None):
                   help="leave passage titles and texts out of the results (smaller files)")
   ap.add_argument("--paragraphs", help="--passages holds windows (`python -m dpr_jax.prepare "
                   "windows`) of this corpus: results list its paragraphs, each at the rank of "
-                  "its best window (4k windows are retrieved for k paragraphs)")
+                  "its best window (4k windows are retrieved for k paragraphs, more where they "
+                  "fall on fewer than k)")
   a = ap.parse_args(argv)
+  s = settings(a, a.k, with_text=not a.no_text)
   if a.paragraphs:
-    from dpr_jax.data import windows
     from dpr_jax.data.corpus import read_corpus
-    found = retrieve(read_questions(a), dataclasses.replace(
-        settings(a, 4 * a.k, with_text=False), match=None))
-    results = windows.to_paragraphs(found, read_corpus(a.paragraphs), a.k, a.match,
-                                    with_text=not a.no_text)
+    results = paragraph_results(read_questions(a), s, read_corpus(a.paragraphs), a.k)
   else:
-    results = retrieve(read_questions(a), settings(a, a.k, with_text=not a.no_text))
+    results = retrieve(read_questions(a), s)
   write_json(a.out, results)
   from dpr_jax.retrieval.evaluate import evaluate, format_table
   if not any(r["answers"] for r in results):
     print(f"{len(results)} questions retrieved to {a.out}; {a.questions} has no answers, so no "
           "accuracy can be computed")
     return
+  if not a.paragraphs and not _recall_measurable(results, a.passages):
+    results = [{k: v for k, v in r.items() if k != "positive_pids"} for r in results]
+  depth = max(len(r["ctxs"]) for r in results)  # below k only where the corpus is too small
   ks = sorted({k for k in (1, 5, 20, 100) if k <= a.k} | {a.k})
+  ks = [k for k in ks if k <= depth] or [max(depth, 1)]
   print(format_table(evaluate(results, ks, match=a.match)))
 
 

@@ -20,25 +20,21 @@ as `OUT/reader/`, loadable by `transformers.DPRReader`.
 from __future__ import annotations
 
 import json
-import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from dpr_jax.models.hf import bert_tensors
+from dpr_jax.tools.export_files import (ExportError, copy_tokenizer, save_tensors,  # noqa: F401
+                                        world_readable)
 
 ROLES = {"question": ("question_encoder", "DPRQuestionEncoder"),
          "passage": ("ctx_encoder", "DPRContextEncoder")}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                   "special_tokens_map.json")
-
-
-class ExportError(ValueError):
-  pass
 
 
 def encoder_tensors(enc, role: str) -> dict[str, np.ndarray]:
   """One `Encoder` under transformers' DPR names (PyTorch layout), `role` in ROLES."""
+  from dpr_jax.models.hf import bert_tensors
   name = ROLES[role][0]
   out = bert_tensors(enc.bert, f"{name}.bert_model.")
   if enc.projection is not None:
@@ -49,7 +45,6 @@ def encoder_tensors(enc, role: str) -> dict[str, np.ndarray]:
 
 
 def write_encoder(enc, role: str, out_dir: Path, tokenizer_dir: Path | None) -> Path:
-  from safetensors.numpy import save_file
   name, arch = ROLES[role]
   d = Path(out_dir) / name
   d.mkdir(parents=True, exist_ok=True)
@@ -57,16 +52,16 @@ def write_encoder(enc, role: str, out_dir: Path, tokenizer_dir: Path | None) -> 
             "projection_dim": enc.projection_dim, "position_embedding_type": "absolute",
             "pad_token_id": 0}
   (d / "config.json").write_text(json.dumps(config, indent=2))
-  save_file(encoder_tensors(enc, role), str(d / "model.safetensors"), metadata={"format": "pt"})
-  _copy_tokenizer(tokenizer_dir, d)
-  _world_readable(d)
+  save_tensors(encoder_tensors(enc, role), d / "model.safetensors")
+  copy_tokenizer(tokenizer_dir, d)
+  world_readable(d)
   return d
 
 
 def write_reader(reader, out_dir: Path, tokenizer_dir: Path | None) -> Path:
   """Our `Reader` -> OUT/reader/, loadable by `transformers.DPRReader` (start, end and relevance
   logits equal ours)."""
-  from safetensors.numpy import save_file
+  from dpr_jax.models.hf import bert_tensors
   d = Path(out_dir) / "reader"
   d.mkdir(parents=True, exist_ok=True)
   config = {**reader.bert.cfg.to_hf(), "model_type": "dpr", "architectures": ["DPRReader"],
@@ -78,28 +73,10 @@ def write_reader(reader, out_dir: Path, tokenizer_dir: Path | None) -> Path:
     t[f"span_predictor.{name}.weight"] = np.ascontiguousarray(
         np.asarray(lin.kernel.get_value(), np.float32).T)
     t[f"span_predictor.{name}.bias"] = np.asarray(lin.bias.get_value(), np.float32)
-  save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
-  _copy_tokenizer(tokenizer_dir, d)
-  _world_readable(d)
+  save_tensors(t, d / "model.safetensors")
+  copy_tokenizer(tokenizer_dir, d)
+  world_readable(d)
   return d
-
-
-def _world_readable(d: Path) -> None:
-  """Mode 0644 for every file written (safetensors and copied files keep stricter modes): a
-  shared export is readable by everyone."""
-  for f in d.iterdir():
-    if f.is_file():
-      f.chmod(0o644)
-
-
-def _copy_tokenizer(tokenizer_dir, d: Path) -> None:
-  if tokenizer_dir is None:
-    return
-  copied = [f for f in TOKENIZER_FILES if (Path(tokenizer_dir) / f).is_file()]
-  if not copied:
-    raise ExportError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)})")
-  for f in copied:
-    shutil.copy(Path(tokenizer_dir) / f, d / f)
 
 
 def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: bool = False,
@@ -119,7 +96,7 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
           "normalize": model.question.normalize, "projection_dim": model.question.projection_dim,
           **dirs}
   (out_dir / "dpr_jax_export.json").write_text(json.dumps(info, indent=1))
-  _world_readable(out_dir)
+  world_readable(out_dir)
   return info
 
 

@@ -45,6 +45,12 @@ FIELDS = ("encode_max_length", "encode_batch_size", "mine_questions", "mine_dept
           "round2_hard_negatives", "window_words", "window_stride")
 
 
+def _free():
+  from dpr_jax.training import harness
+  # As training's, and round 2's length (as train.max_steps) and the encoding batch size.
+  return harness.FREE + ("recipe.round2_steps", "recipe.encode_batch_size")
+
+
 def check_config(config, source) -> None:
   """A recipe needs a `recipe` section with every field of `FIELDS`, and SQuAD data prepared
   by the config (`data.prepare: squad`), whose held-out splits it evaluates."""
@@ -91,19 +97,20 @@ class Recipe:
     write_json(self.record_file, rec)
 
   def check_workdir(self):
-    """Refuses a workdir run with another config, and prepared data of another split."""
+    """Refuses a workdir run with another config (but for the fields `_free` names), and
+    prepared data of another split; then records the config, so that a change made with
+    `train.allow_config_change` is what the next run is checked against."""
     from dpr_jax.data.textio import DataError
     from dpr_jax.training import harness
     record = "recipe-config.json"
-    harness.check_workdir(self.config, self.workdir, tuple(self.config), record)
-    if not (self.workdir / record).is_file():
-      self.workdir.mkdir(parents=True, exist_ok=True)
-      (self.workdir / record).write_text(self.config.to_json_best_effort(indent=1))
+    harness.check_workdir(self.config, self.workdir, tuple(self.config), record, _free())
     split = self.data / "split.json"
     want = self.config.data.prepare_args.get("val_splits", 1)
     if split.is_file() and json.loads(split.read_text()).get("val_splits", 1) != want:
       raise DataError(f"{split}: prepared with another number of held-out splits than the "
                       f"config's {want}; prepare again into an empty data folder")
+    self.workdir.mkdir(parents=True, exist_ok=True)
+    (self.workdir / record).write_text(self.config.to_json_best_effort(indent=1))
 
   def run(self, stages=STAGES) -> dict:
     self.check_workdir()

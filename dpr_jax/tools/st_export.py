@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dpr_jax.models.hf import bert_tensors
-from dpr_jax.models.st_folder import IDENTITY
+from dpr_jax.tools.export_files import check_tokenizer, copy_tokenizer, save_tensors
 
 FORMATS = ("auto", "dpr", "sentence-transformers")
 
@@ -38,21 +37,17 @@ def wanted(model, fmt: str, allow_pooling_mismatch: bool = False) -> bool:
                                             and not allow_pooling_mismatch)
 
 
-def _save(tensors: dict, path: Path) -> None:
-  from safetensors.numpy import save_file
-  save_file(tensors, str(path), metadata={"format": "pt"})
-
-
 def write_folder(enc, out: Path, *, tokenizer_dir, max_seq_length: int, similarity: str,
                  card: str) -> Path:
   """One `Encoder` -> a sentence-transformers folder at `out`."""
-  from dpr_jax.tools.export import _copy_tokenizer
+  from dpr_jax.models.hf import bert_tensors
+  from dpr_jax.models.st_folder import IDENTITY
   out.mkdir(parents=True, exist_ok=True)
   config = {**enc.bert.cfg.to_hf(), "model_type": "bert", "architectures": ["BertModel"],
             "position_embedding_type": "absolute", "pad_token_id": 0}
   (out / "config.json").write_text(json.dumps(config, indent=2))
-  _save(bert_tensors(enc.bert), out / "model.safetensors")
-  _copy_tokenizer(tokenizer_dir, out)
+  save_tensors(bert_tensors(enc.bert), out / "model.safetensors")
+  copy_tokenizer(tokenizer_dir, out)
   (out / "sentence_bert_config.json").write_text(json.dumps(
       {"max_seq_length": max_seq_length, "do_lower_case": False}, indent=2))
   modules = [("Transformer", "")]
@@ -71,7 +66,7 @@ def write_folder(enc, out: Path, *, tokenizer_dir, max_seq_length: int, similari
         {"in_features": h, "out_features": enc.projection_dim, "bias": True,
          "activation_function": IDENTITY[0]}, indent=2))
     kernel = np.asarray(enc.projection.kernel.get_value(), np.float32)
-    _save({"linear.weight": np.ascontiguousarray(kernel.T),
+    save_tensors({"linear.weight": np.ascontiguousarray(kernel.T),
            "linear.bias": np.asarray(enc.projection.bias.get_value(), np.float32)},
           d / "model.safetensors")
     modules.append(("Dense", "2_Dense"))
@@ -100,10 +95,7 @@ def export_st(model, out_dir, *, tokenizer_dir, workdir=None, step=None,
   workdir) supplies the recipe and validation numbers of the model card; `argv` (default
   sys.argv[1:]): the export command's arguments, for the card."""
   from dpr_jax.tools import st_card
-  from dpr_jax.tools.export import TOKENIZER_FILES, ExportError
-  if not any((Path(tokenizer_dir or "") / f).is_file() for f in TOKENIZER_FILES):
-    raise ExportError(f"{tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)}); "
-                      "a sentence-transformers folder needs the training tokenizer")
+  check_tokenizer(tokenizer_dir, "a sentence-transformers folder needs the training tokenizer")
   out_dir = Path(out_dir)
   cfg = _training_config(workdir)
   q = model.question

@@ -4,8 +4,9 @@ A trainer supplies the model, its compiled step, a batch function `(step) -> thi
 slice of the global batch`, and an optional validation function; the harness does the rest the
 same way for both:
 
-- the workdir check: a re-run whose recorded model / data config differs is refused before
-  anything is written (`--config.train.allow_config_change=True` or a fresh workdir);
+- the workdir check: a re-run whose recorded config differs in a field that defines the run
+  (`FREE` lists those that do not) is refused before anything is written
+  (`--config.train.allow_config_change=True` or a fresh workdir);
 - set-up: the mesh's parameter placement, optimizer, checkpointer, resume;
 - the loop: log / eval / save steps (`every`, `save_every`, `log_every` of 0 mean "never"),
   the non-finite guard (every step's loss is checked; the step never updates parameters with a
@@ -49,9 +50,27 @@ def _flat(d: dict, prefix: str = "") -> dict:
   return out
 
 
-def check_workdir(config, workdir, sections: tuple[str, ...], record: str = "config.json") -> None:
-  """Refuses (ConfigChangeError) a run whose `sections` of the config (e.g. model, data) differ
-  from those recorded in `<workdir>/<record>`, naming every differing field. Reads only."""
+# Config fields that may change between runs on one workdir (a field, or a whole section): when
+# and what is logged, validated and saved, how long the run is, and how a step is laid out on the
+# devices (sharding, gradient caching, rematerialisation compute the same step). Every other
+# field of the checked sections defines the run: the model, the data and its order (seed,
+# global batch), the loss and the optimizer.
+FREE = ("train.epochs", "train.max_steps", "train.log_every", "train.save_every",
+        "train.keep_checkpoints", "train.fsdp", "train.grad_cache_chunk",
+        "train.allow_config_change", "model.remat", "eval")
+
+
+def _free(key: str, free: tuple[str, ...]) -> bool:
+  return any(key == f or key.startswith(f + ".") for f in free)
+
+
+def check_workdir(config, workdir, sections: tuple[str, ...], record: str = "config.json",
+                  free: tuple[str, ...] = FREE) -> None:
+  """Refuses (ConfigChangeError) a run whose `sections` of the config (e.g. model, data, train)
+  differ from those recorded in `<workdir>/<record>` outside the `free` fields, naming every
+  differing field with its recorded and new values. Reads only: the caller records the new
+  config once the run starts, so an overridden change (`train.allow_config_change`) is the
+  recorded config of the next run."""
   f = Path(workdir) / record
   if not f.is_file() or config.train.get("allow_config_change", False):
     return
@@ -65,12 +84,13 @@ def check_workdir(config, workdir, sections: tuple[str, ...], record: str = "con
   new = _flat({s: now.get(s, {}) for s in sections})
   show = lambda d, k: repr(d[k]) if k in d else "(absent)"
   diff = [f"{k}: recorded {show(old, k)}, now {show(new, k)}"
-          for k in sorted(set(old) | set(new)) if (k in old, old.get(k)) != (k in new, new.get(k))]
+          for k in sorted(set(old) | set(new))
+          if not _free(k, free) and (k in old, old.get(k)) != (k in new, new.get(k))]
   if diff:
     raise ConfigChangeError(
-        f"{f}: the workdir was run with another config ({'/'.join(sections)}: "
-        + "; ".join(diff) + "); use a fresh workdir, or pass "
-        "--config.train.allow_config_change=True to continue it with this config")
+        f"{f}: the workdir was run with another config (" + "; ".join(diff) + "); use a fresh "
+        "workdir, or pass --config.train.allow_config_change=True to continue it with this "
+        "config")
 
 
 def write_records(workdir: Path, config, spec: dict) -> None:

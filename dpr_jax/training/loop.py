@@ -12,34 +12,17 @@ import numpy as np
 from dpr_jax.training import checkpoint, harness, sharding, steps
 from dpr_jax.data import examples as data
 from dpr_jax.training.harness import NonFiniteLoss  # noqa: F401  (raised by train)
+from dpr_jax.training.data_files import prepared_files
 from dpr_jax.training.inference import embed_bucketed
 from dpr_jax.training.loading import build_dual_encoder, tokenizer_path
 from dpr_jax.training.loss import positive_ranks, scores
 from dpr_jax.models.tokenization import Tokenizer
 
 log = logging.getLogger("dpr_jax")
-# What defines a retriever run: a re-run on a workdir that recorded other values is refused.
-IDENTITY = ("model", "data", "loss")
-
-
-def prepared_files(dc, workdir: Path, required: bool = True) -> tuple[list[str], str]:
-  """Training files and dev file named by the config; runs `prepare squad` for the demo."""
-  train_files = [f for f in dc.train_files.split(",") if f]
-  dev_file = dc.dev_file
-  if dc.prepare:
-    out = Path(dc.prepare_dir or workdir / "data")
-    if not (out / "train.jsonl.gz").is_file():
-      from dpr_jax.tools.prepare import prepare_squad
-      if jax.process_index() == 0:
-        prepare_squad(out, **dict(dc.prepare_args))
-      from jax.experimental import multihost_utils
-      multihost_utils.sync_global_devices("prepare")
-    train_files = train_files or [str(out / "train.jsonl.gz")]
-    dev_file = dev_file or str(out / "dev.jsonl.gz")
-  if not train_files and required:
-    raise ValueError("no training data: set --config.data.train_files=FILE[,FILE...] "
-                     "(or the environment variable the config documents)")
-  return train_files, dev_file
+# What defines a retriever run, but for `harness.FREE`: a re-run on a workdir that recorded other
+# values is refused (the seed and global batch map a step to its batch; the optimizer, the
+# updates).
+IDENTITY = ("model", "data", "loss", "optim", "train")
 
 
 def evaluate(params, fns, dev_batches, val_set, tok, dc, ec, mesh, similarity, temperature):

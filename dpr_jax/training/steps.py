@@ -79,17 +79,33 @@ def _questions(graphdef, params, batch, key):
   return out[0] if len(out) == 1 else jnp.concatenate(out)
 
 
+def make_loss_fn(mesh, *, similarity: str, temperature: float):
+  """-> loss_fn(q, p, p_key=None) -> `in_batch_nll`'s outputs: the global in-batch loss of
+  batch-sharded embeddings (and passage keys) under shard_map on `mesh`."""
+  nll = functools.partial(in_batch_nll, similarity=similarity, temperature=temperature)
+  with_keys = sharding.gathered_loss(
+      lambda q, pk, axis_name: nll(q, pk[0], pk[1], axis_name=axis_name), mesh)
+  without = sharding.gathered_loss(nll, mesh)
+  return lambda q, p, p_key=None: without(q, p) if p_key is None else with_keys(q, (p, p_key))
+
+
+def _apply_loss(loss_fn, q, p, batch):
+  """loss_fn(q, p) of a batch without passage keys, loss_fn(q, p, p_key) of one with them."""
+  return loss_fn(q, p) if "p_key" not in batch else loss_fn(q, p, batch["p_key"])
+
+
 def _dual_loss(graphdef, params, batch, key, loss_fn):
   kq, kp = _side_keys(key)
   q = _questions(graphdef, params, batch, kq)
   p = _encode(graphdef, params, "p", batch["p_ids"], batch["p_mask"], kp,
               jnp.arange(batch["p_ids"].shape[0]))
-  out = loss_fn(q, p)
+  out = _apply_loss(loss_fn, q, p, batch)
   return out["loss"], out
 
 
 def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
-  """-> f(params, batch, key) -> ((loss, loss outputs), grads).
+  """-> f(params, batch, key) -> ((loss, loss outputs), grads). `loss_fn`: `make_loss_fn`'s,
+  given the batch's `p_key` when it has one.
 
   `grad_cache_chunk` = 0: one backward pass through the whole global batch. N > 0: gradient
   caching (Gao et al., 2021). Pass 1 encodes the batch in micro-batches of N questions (and their
@@ -129,7 +145,7 @@ def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
       embs[side] = sharding.merge_microbatches(e, mesh)
       chunks[side] = (k, xs, e.shape[0])
     def emb_loss(q, p):
-      o = loss_fn(q, p)
+      o = _apply_loss(loss_fn, q, p, batch)
       return o["loss"], o
     grad_emb = jax.value_and_grad(emb_loss, argnums=(0, 1), has_aux=True)
     (loss, out), (dq, dp) = grad_emb(embs["q"], embs["p"])
@@ -152,18 +168,19 @@ def make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk: int = 0):
 
 def make_train_step(graphdef, tx, schedule, mesh, *, similarity: str, temperature: float,
                     grad_cache_chunk: int = 0, state_shardings=None):
-  """-> step(state, batch) -> (state, metrics). Batch: {q_ids, q_mask: [B, Lq],
-  p_ids, p_mask: [B*(1+H), Lp]}, batch-sharded. A non-finite loss leaves params and optimizer
+  """-> step(state, batch) -> (state, metrics). Batch: `data.examples.global_batch_arrays`'s
+  ({q_ids, q_mask: [B, Lq], p_ids, p_mask: [B*(1+H), Lp], p_key: [B*(1+H)]}; without `p_key`
+  nothing is masked), batch-sharded. A non-finite loss leaves params and optimizer
   state unchanged (the step counter still advances) so that the host can stop on the next check
   with the last good parameters intact. `grad_cache_chunk`: see `make_loss_and_grads`.
   `state_shardings` (`sharding.state_shardings`) pins the output state's layout."""
-  loss_fn = sharding.gathered_loss(
-      functools.partial(in_batch_nll, similarity=similarity, temperature=temperature), mesh)
+  loss_fn = make_loss_fn(mesh, similarity=similarity, temperature=temperature)
   loss_and_grads = make_loss_and_grads(graphdef, mesh, loss_fn, grad_cache_chunk)
 
   def metrics(loss, out, grads):
     return {"train/loss": loss, "train/accuracy": out["accuracy"],
-            "train/grad_norm": optax.tree.norm(grads)}
+            "train/grad_norm": optax.tree.norm(grads),
+            "train/masked_negatives": out["masked"]}
 
   return make_update_step(loss_and_grads, tx, schedule, mesh, metrics, state_shardings)
 
@@ -192,8 +209,7 @@ def make_update_step(loss_and_grads, tx, schedule, mesh, metrics_fn, state_shard
 
 def make_eval_loss(graphdef, mesh, *, similarity: str, temperature: float):
   """-> f(params, batch) -> {loss, accuracy, count}: in-batch NLL without dropout."""
-  loss_fn = sharding.gathered_loss(
-      functools.partial(in_batch_nll, similarity=similarity, temperature=temperature), mesh)
+  loss_fn = make_loss_fn(mesh, similarity=similarity, temperature=temperature)
   return jax.jit(lambda params, batch: _dual_loss(graphdef, params, batch, None, loss_fn)[1])
 
 
