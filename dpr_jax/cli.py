@@ -2,7 +2,8 @@
 config loading, and `run`, the wrapper that every entry point goes through.
 
 `run(main, argv)` re-executes the process with tuned malloc settings when asked
-(`dpr_jax.cpu_malloc`, command line only), sets up logging, calls `main(argv)`, and turns a domain
+(`dpr_jax.cpu_malloc`, command line only), keeps JAX off a TPU backend where there is no TPU
+(`dpr_jax.platforms`), sets up logging, calls `main(argv)`, and turns a domain
 error (bad data, a missing or corrupt file, a bad argument or config value) into one line on
 stderr, `error: FILE: what was expected, what was found`, and exit status 2. `--debug` (or
 DPR_JAX_DEBUG=1) prints the traceback as well. Entry points (`[project.scripts]` in
@@ -18,7 +19,7 @@ import os
 import sys
 import traceback
 
-from dpr_jax import config_lib
+from dpr_jax import config_lib, platforms
 
 # Errors that describe bad input rather than a bug: ValueError covers DataError,
 # CheckpointError, ExportError, ReaderDataError, IndexMismatch and ConfigError; OSError covers
@@ -104,13 +105,17 @@ def model_kwargs(a) -> dict:
 
 def add_passages_arg(ap, required: bool = True):
   ap.add_argument_group("passages").add_argument(
-      "--passages", required=required, help="the corpus TSV: id<TAB>text<TAB>title (.gz accepted)")
+      "--passages", required=required,
+      help="the corpus: a TSV id<TAB>text<TAB>title, a BEIR folder or corpus.jsonl, MS MARCO's "
+      "collection.tsv or its folder (.gz accepted)")
 
 
 def add_questions_args(ap, required: bool = True):
   g = ap.add_argument_group("questions")
   g.add_argument("--questions", required=required,
-                 help="DPR .qa.csv or JSON-lines {question, answers} (.gz accepted)")
+                 help="DPR .qa.csv or JSON-lines {question, answers}, a BEIR folder (split "
+                 "test) or its qrels/SPLIT.tsv or queries.jsonl, MS MARCO's queries.*.tsv or "
+                 "qrels.*.tsv (.gz accepted)")
   g.add_argument("--limit", type=positive_int, default=None, help="first N questions only")
   g.add_argument("--sample", type=positive_int, default=None,
                  help="N questions drawn at random (seed 0), in file order")
@@ -205,6 +210,7 @@ def run(main, argv=None) -> int:
   if argv is None:
     from dpr_jax import cpu_malloc
     cpu_malloc.ensure()  # DPR_JAX_MALLOC=1: re-executes this command (see cpu_malloc)
+  platforms.skip_tpu_without_hardware()  # libtpu on a host with no TPU: no TPU backend
   args = list(sys.argv[1:] if argv is None else argv)
   debug = "--debug" in args or os.environ.get("DPR_JAX_DEBUG") == "1"
   setup_logging()

@@ -13,6 +13,11 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
+# libtpu (for the compile tests) on a host with no TPU: no TPU backend in this process or its
+# subprocesses, as the commands do (dpr_jax.platforms).
+from dpr_jax import platforms  # noqa: E402
+
+platforms.skip_tpu_without_hardware()
 # Subprocesses (train.py, python -m dpr_jax.*) import the checkout too.
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(REPO)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -45,4 +50,27 @@ def squad_dir(tmp_path_factory):
   shutil.copy(resources.slice_json(), d.parent / "train-v1.1.json.gz")
   build_squad_corpus(d, d.parent / "train-v1.1.json.gz")
   shutil.move(d.parent / "train-v1.1.json.gz", d / "train-v1.1.json.gz")
+  return d
+
+
+@pytest.fixture(scope="session")
+def serve_slice(squad_dir, tmp_path_factory):
+  """The service tests' data: the first 300 SQuAD paragraphs (`psgs.tsv`) and 50 training
+  questions whose gold paragraphs are among them (`qs.jsonl`, every 8th of the first 400)."""
+  import gzip
+  import json
+  from dpr_jax.data.corpus import read_corpus
+  d = tmp_path_factory.mktemp("serve_slice")
+  corpus = read_corpus(squad_dir / "paragraphs.tsv.gz", limit=300)
+  with open(d / "psgs.tsv", "w") as f:
+    f.write("id\ttext\ttitle\n")
+    f.writelines(f"{p}\t{x}\t{t}\n" for p, x, t in zip(corpus.ids, corpus.texts, corpus.titles))
+  ids, qs = set(corpus.ids), []
+  with gzip.open(squad_dir / "train.qas.jsonl.gz", "rt") as f:
+    for line in f:
+      q = json.loads(line)
+      if set(q["positive_pids"]) <= ids and len(qs) < 400:
+        qs.append(q)
+  with open(d / "qs.jsonl", "w") as f:
+    f.writelines(json.dumps(q) + "\n" for q in qs[::8][:50])
   return d

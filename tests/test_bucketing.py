@@ -66,7 +66,7 @@ def test_every_process_pads_to_the_global_batch_buckets(minilm_path):
   whole, stats = global_batch_arrays(tb, tok, 0, 64, 128, 16)
   parts = [global_batch_arrays(tb, tok, 0, 64, 128, 16, i, 4)[0] for i in range(4)]
   for k in whole:
-    assert {p[k].shape[1] for p in parts} == {whole[k].shape[1]}
+    assert {p[k].shape[1:] for p in parts} == {whole[k].shape[1:]}
     np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
   qs, ps = tb.batch(0)  # an independent count of real tokens
   real_q = sum(len(tok.hf(q)["input_ids"]) for q in qs)

@@ -42,6 +42,12 @@ def _bert_dir(d: Path, seed: int, minilm: Path, model_type: str = "bert") -> Pat
   return d
 
 
+def _put(F, name: str, text: str) -> Path:
+  """A small bad input file in the fixture folder."""
+  (F.dir / name).write_text(text)
+  return F.dir / name
+
+
 @pytest.fixture(scope="module")
 def F(tmp_path_factory, minilm_path):
   """The fixture files, made once: `F.name` is a path."""
@@ -273,6 +279,30 @@ CASES = {
                                      "results.json"),
     "evaluate_no_answers": ("evaluate", lambda F: [str(F.results_no_answers)],
                             "results_noans.json"),
+    "qrels_missing_column": ("evaluate", lambda F: [str(F.results), "--qrels", str(_put(
+        F, "qrels_short.txt", "q1 0 p1 1\nq1 0 p2\n"))], "qrels_short.txt: line 2"),
+    "qrels_beir_missing_column": ("evaluate", lambda F: [str(F.results), "--qrels", str(_put(
+        F, "qrels_beir.tsv", "query-id\tcorpus-id\tscore\nq1\tp1\t1\nq1\tp2\n"))],
+        "qrels_beir.tsv: line 3"),
+    "qrels_duplicate": ("evaluate", lambda F: [str(F.results), "--qrels", str(_put(
+        F, "qrels_dup.txt", "q1 0 p1 1\nq2 0 p1 1\nq1 0 p1 2\n"))], "qrels_dup.txt: line 3"),
+    "qrels_bad_relevance": ("evaluate", lambda F: [str(F.results), "--qrels", str(_put(
+        F, "qrels_rel.txt", "q1 0 p1 high\n"))], "qrels_rel.txt: line 1"),
+    "run_missing_column": ("evaluate", lambda F: [str(_put(
+        F, "run_short.trec", "q1 Q0 p1 1 2.0 t\nq1 Q0 p2 2 1.0\n")), "--qrels", str(_put(
+            F, "qrels_a.txt", "q1 0 p1 1\n"))], "run_short.trec: line 2"),
+    "run_duplicate": ("evaluate", lambda F: [str(_put(
+        F, "run_dup.trec", "q1 Q0 p1 1 2.0 t\nq1 Q0 p2 2 1.0 t\nq1 Q0 p1 3 0.5 t\n")),
+        "--qrels", str(_put(F, "qrels_b.txt", "q1 0 p1 1\n"))], "run_dup.trec: line 3"),
+    "run_bad_score": ("evaluate", lambda F: [str(_put(
+        F, "run_score.trec", "q1 Q0 p1 1 high t\n")), "--qrels", str(_put(
+            F, "qrels_c.txt", "q1 0 p1 1\n"))], "run_score.trec: line 1"),
+    "run_without_qrels": ("evaluate", lambda F: [str(_put(
+        F, "run_noqrels.trec", "q1 Q0 p1 1 2.0 t\n"))], "run_noqrels.trec: .*--qrels"),
+    "evaluate_unknown_measure": ("evaluate", lambda F: [str(F.results), "--metrics",
+                                                        "nDCG@10,Bogus@3"], "--metrics"),
+    "retrieve_run_tag_space": ("retrieve", lambda F: bm25(F, F.questions, "--format", "trec",
+                                                          "--run_tag", "my run"), "--run_tag"),
     "mine_not_results": ("mine", lambda F: ["--results", str(F.train_records), "--passages",
                                             str(F.psgs), "--out", str(F.dir / "m.jsonl")],
                          "train.jsonl"),
@@ -298,6 +328,8 @@ CASES = {
                                                   str(F.dir / "x")], "model.json"),
     "export_model_json_corrupt": ("export", lambda F: ["--checkpoint", str(F.bad_workdir),
                                                        "--out", str(F.dir / "x")], "model.json"),
+    "export_pyserini_without_embeddings": ("export", lambda F: [
+        "--format", "pyserini", "--out", str(F.dir / "pyserini")], "--embeddings"),
     "prepare_data_dir_missing": ("prepare", lambda F: ["squad", "--out", str(F.dir / "prep"),
                                                        "--data_dir", str(F.dir / "nosquad")],
                                  "nosquad"),
@@ -380,7 +412,7 @@ def test_entry_points_name_the_cli_functions():
   scripts = tomllib.loads(pyproject.read_text())["project"]["scripts"]
   assert {"dpr-train", "dpr-encode", "dpr-retrieve", "dpr-evaluate", "dpr-mine", "dpr-answer",
           "dpr-reader-train", "dpr-prepare", "dpr-export", "dpr-scaling", "dpr-download",
-          "dpr-plot", "dpr-serve", "dpr-recipe"} == set(scripts)
+          "dpr-plot", "dpr-serve", "dpr-recipe", "dpr-compile"} == set(scripts)
   for target in scripts.values():
     module, _, name = target.partition(":")
     assert callable(getattr(importlib.import_module(module), name)), target

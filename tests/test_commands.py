@@ -98,7 +98,7 @@ def test_every_command_is_in_the_table_the_aliases_and_the_console_scripts():
   scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
   assert {f"dpr-{n.replace('_', '-')}": f"dpr_jax.cli:{n}" for n in cli.TOOLS} == scripts
   aliases = {p.stem for p in (REPO / "dpr_jax").glob("*.py")} - {
-      "__init__", "__main__", "cli", "config_lib", "cpu_malloc"}
+      "__init__", "__main__", "cli", "config_lib", "cpu_malloc", "platforms"}
   assert aliases == set(cli.TOOLS)
   for name, module in cli.TOOLS.items():
     assert callable(getattr(cli, name)) and (REPO / (module.replace(".", "/") + ".py")).is_file()

@@ -298,3 +298,66 @@ def test_prepare_squad_download_builds_from_the_fetched_files(server, tmp_path, 
     train = [json.loads(l)["id"] for l in f]
   dev = [json.loads(l)["id"] for l in open(out / "dev.qas.jsonl")]
   assert len(dev) == 1 and sorted(train + dev) == ["q0", "q1", "q2"]
+
+
+# --- BEIR datasets ---------------------------------------------------------------------------
+
+import io
+import zipfile
+
+
+def _zip(members: dict) -> bytes:
+  buf = io.BytesIO()
+  with zipfile.ZipFile(buf, "w") as z:
+    for name, text in members.items():
+      z.writestr(name, text)
+  return buf.getvalue()
+
+
+def test_beir_resources_are_beirs_urls_and_md5s():
+  """URLs and md5s as BEIR's README lists them (no size published)."""
+  small = download.expand(["beir-small"])
+  assert [r.name for r in small] == ["beir-scifact", "beir-nfcorpus", "beir-fiqa",
+                                     "beir-arguana", "beir-scidocs"]
+  sci = download.CATALOG["beir-scifact"]
+  assert sci.url == "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
+  assert (sci.md5, sci.size, sci.folder, sci.unpack) == ("5f7d1de60b170fc8027bb7898e2efca1",
+                                                         None, "beir", True)
+  assert download.CATALOG["beir-nfcorpus"].md5 == "a89dba18a62ef92f7d323ec890a0d38d"
+
+
+def test_download_beir_unpacks_a_readable_folder(server, tmp_path, monkeypatch, capsys):
+  """`download beir-x` with no --out: the zip into data/beir (md5 checked), unpacked into
+  data/beir/x/, which reads as a BEIR folder; its size is reported."""
+  from dpr_jax.data.corpus import read_corpus, read_questions
+  base, h = server
+  body = _zip({"__MACOSX/x/._corpus.jsonl": "fork",
+               "x/corpus.jsonl": '{"_id": "d1", "title": "T", "text": "Some text."}\n',
+               "x/queries.jsonl": '{"_id": "q1", "text": "text?"}\n',
+               "x/qrels/test.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\n"})
+  h.files = {"x.zip": body}
+  res = dataclasses.replace(download.CATALOG["beir-scifact"], name="beir-x",
+                            url=f"{base}/files/x.zip", md5=hashlib.md5(body).hexdigest())
+  monkeypatch.chdir(tmp_path)
+  assert _cli(["beir-x"], {"beir-x": res}) == 0
+  out = capsys.readouterr()
+  folder = tmp_path / "data" / "beir" / "x"
+  assert out.out.strip() == str(folder) and f"x.zip: {len(body):,} bytes" in out.err
+  assert read_corpus(folder).ids == ["d1"] and read_questions(folder)[0].positive_pids == ["d1"]
+  assert sorted(p.name for p in folder.parent.iterdir()) == ["x", "x.zip"]
+  bad = {"beir-x": dataclasses.replace(res, md5="0" * 32)}
+  (folder.parent / "x.zip").unlink()
+  assert _cli(["beir-x", "--out", str(tmp_path / "y")], bad) == 2
+  assert "md5 differs" in capsys.readouterr().err and not any((tmp_path / "y").iterdir())
+
+
+def test_a_zip_escaping_its_folder_is_refused(server, tmp_path, capsys):
+  base, h = server
+  body = _zip({"x/corpus.jsonl": "{}\n", "x/../../evil.txt": "boo"})
+  h.files = {"x.zip": body}
+  res = dataclasses.replace(download.CATALOG["beir-scifact"], name="beir-x",
+                            url=f"{base}/files/x.zip", md5=None)
+  assert _cli(["beir-x", "--out", str(tmp_path)], {"beir-x": res}) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1] == f"error: {tmp_path / 'x.zip'}: expected members under x/, found 'x/../../evil.txt'"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zip"]

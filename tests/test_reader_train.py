@@ -129,6 +129,10 @@ def test_reader_refuses_a_changed_workdir_and_stops_on_a_non_finite_loss(reader_
   before = {f: (tmp_path / "a" / f).read_bytes() for f in ("config.json", "model.json")}
   with pytest.raises(harness.ConfigChangeError, match=r"data\.top: recorded 20, now 10"):
     reader_train.train(make_config(train, dev, **{"data.top": 10}), tmp_path / "a")
+  # The data order (seed) and the optimiser define the run as well; the step count does not.
+  with pytest.raises(harness.ConfigChangeError, match=r"train\.seed: recorded \d+, now 7"):
+    reader_train.train(make_config(train, dev, **{"train.max_steps": 2, "eval.every": 0,
+                                                  "train.seed": 7}), tmp_path / "a")
   assert {f: (tmp_path / "a" / f).read_bytes() for f in before} == before
 
   # lr 0 at step 1, 5e37 at step 2: step 3's loss is the first non-finite one; nothing is

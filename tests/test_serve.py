@@ -2,7 +2,6 @@
 threaded server on a free loopback port, a real HTTP client; results checked against
 `python -m dpr_jax.retrieve` on the same files."""
 import concurrent.futures
-import gzip
 import json
 import threading
 import urllib.error
@@ -25,22 +24,12 @@ MODEL = ["--model", "minilm", "--pooling", "mean"]
 
 
 @pytest.fixture(scope="module")
-def files(squad_dir, tmp_path_factory):
+def files(serve_slice, tmp_path_factory):
   """The corpus slice, 50 questions about it, its MiniLM embeddings, the CLI's results."""
+  import shutil
   d = tmp_path_factory.mktemp("serve")
-  corpus = read_corpus(squad_dir / "paragraphs.tsv.gz", limit=300)
-  with open(d / "psgs.tsv", "w") as f:
-    f.write("id\ttext\ttitle\n")
-    f.writelines(f"{p}\t{x}\t{t}\n" for p, x, t in zip(corpus.ids, corpus.texts, corpus.titles))
-  ids, qs = set(corpus.ids), []
-  with gzip.open(squad_dir / "train.qas.jsonl.gz", "rt") as f:
-    for line in f:
-      q = json.loads(line)
-      if set(q["positive_pids"]) <= ids and len(qs) < 400:
-        qs.append(q)
-  qs = qs[::8][:50]
-  with open(d / "qs.jsonl", "w") as f:
-    f.writelines(json.dumps(q) + "\n" for q in qs)
+  for name in ("psgs.tsv", "qs.jsonl"):
+    shutil.copy(serve_slice / name, d / name)
   from dpr_jax.models.tokenization import Tokenizer
   from dpr_jax.retrieval.encoding import encode_corpus
   from dpr_jax.training.loading import load_model

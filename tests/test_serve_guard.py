@@ -1,7 +1,6 @@
 """The service's guards: body and question limits, the bearer token, 500s that leak nothing,
 flags checked before anything is loaded or bound, waitress, and a load test against the CLI."""
 import concurrent.futures
-import gzip
 import json
 import logging
 import re
@@ -158,22 +157,12 @@ K = 5
 
 
 @pytest.fixture(scope="module")
-def bm25_files(squad_dir, tmp_path_factory):
+def bm25_files(serve_slice, tmp_path_factory):
   """300 SQuAD paragraphs, 50 questions about them, and `retrieve`'s BM25 results for them."""
-  from dpr_jax.data.corpus import read_corpus
+  import shutil
   d = tmp_path_factory.mktemp("serve_load")
-  corpus = read_corpus(squad_dir / "paragraphs.tsv.gz", limit=300)
-  with open(d / "psgs.tsv", "w") as f:
-    f.write("id\ttext\ttitle\n")
-    f.writelines(f"{p}\t{x}\t{t}\n" for p, x, t in zip(corpus.ids, corpus.texts, corpus.titles))
-  ids, qs = set(corpus.ids), []
-  with gzip.open(squad_dir / "train.qas.jsonl.gz", "rt") as f:
-    for line in f:
-      q = json.loads(line)
-      if set(q["positive_pids"]) <= ids and len(qs) < 400:
-        qs.append(q)
-  with open(d / "qs.jsonl", "w") as f:
-    f.writelines(json.dumps(q) + "\n" for q in qs[::8][:50])
+  for name in ("psgs.tsv", "qs.jsonl"):
+    shutil.copy(serve_slice / name, d / name)
   assert cli.retrieve(["--retriever", "bm25", "--passages", str(d / "psgs.tsv"), "--questions",
                        str(d / "qs.jsonl"), "--k", str(K), "--out", str(d / "bm25.json")]) == 0
   return d

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from dpr_jax.data import resources
+from dpr_jax.data import resources, squad_records
 from dpr_jax.tools import prepare, squad_slice
 
 
@@ -111,7 +111,7 @@ def test_select_on_a_hand_worked_file(tmp_path):
   src.write_text(json.dumps(_hand_squad()))
   squad, record = squad_slice.select(src, seed=0, num_val_articles=2, train_questions=4,
                                      val_questions=2, whole_articles=1, hard_negatives=1)
-  held = prepare.split_articles([f"Art {k}" for k in range(6)], 2, 0)[0]
+  held = squad_records.split_articles([f"Art {k}" for k in range(6)], 2, 0)[0]
   assert set(record["val_articles"]) == held
   qs = _questions(squad)
   assert {t for t, _ in qs} == {f"Art {k}" for k in range(6)}

@@ -49,7 +49,8 @@ def get_config():
   t.keep_checkpoints = 3
   t.fsdp = 1                     # parameter-sharding mesh axis size
   t.grad_cache_chunk = 0         # >0: gradient caching, this many questions per device per pass
-  t.allow_config_change = False  # resume a workdir whose recorded model/data config differs
+  t.allow_config_change = False  # resume a workdir whose recorded model/data/loss/train/optim
+                                 # config differs (the new config is recorded for the next run)
 
   c.optim = o = ml_collections.ConfigDict()
   o.lr = 2e-5

@@ -1,8 +1,14 @@
-"""Passage corpora in DPR's `psgs_w100.tsv` layout and question files.
+"""Passage corpora and question files, in each format the tools read, told apart by name and
+content (ids stay strings throughout).
 
-Corpus: a header row, then `id<TAB>text<TAB>title` (`.gz` accepted). Question files: DPR's
-`.qa.csv` (`question<TAB>python-list-of-answers`), JSON-lines `{question, answer(s)}`, and the
-shared SQuAD qas JSON-lines (which add `id` and gold `positive_pids`).
+Corpus (`read_corpus`): DPR's `psgs_w100.tsv` layout, a header row then `id<TAB>text<TAB>title`;
+a BEIR folder or its `corpus.jsonl` (`dpr_jax.data.beir`); MS MARCO's `collection.tsv`
+(`pid<TAB>text`, no header), or a folder holding it (`dpr_jax.data.msmarco`). Questions
+(`read_questions`): DPR's `.qa.csv` (`question<TAB>python-list-of-answers`), JSON-lines
+`{question, answer(s)}`, the SQuAD qas JSON-lines (which add `id` and gold `positive_pids`),
+BEIR queries `{_id, text}`; a BEIR folder or its `qrels/SPLIT.tsv` (the judged queries, with
+their grades); MS MARCO's `queries.*.tsv`, or its `qrels.*.tsv` (the queries beside it that it
+judges). `.gz` is accepted everywhere.
 """
 from __future__ import annotations
 
@@ -11,22 +17,41 @@ import csv
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
+from dpr_jax.data import beir, msmarco
+from dpr_jax.data.records import Corpus, Question  # noqa: F401 (re-exported)
 from dpr_jax.data.textio import DataError, open_text
 
 
-@dataclasses.dataclass
-class Corpus:
-  ids: list[str]
-  texts: list[str]
-  titles: list[str]
-  path: str = ""
-
-  def __len__(self):
-    return len(self.ids)
+def _first_line(path) -> str:
+  with open_text(path) as f:
+    return next(iter(f), "")
 
 
 def read_corpus(path, limit: int | None = None) -> Corpus:
+  """The corpus at `path`: a DPR passage TSV, a BEIR folder or `corpus.jsonl`, an MS MARCO
+  `collection.tsv` or a folder holding it (see the module doc)."""
+  p = Path(path)
+  if p.is_dir():
+    if beir.is_folder(p):
+      return dataclasses.replace(beir.read_corpus(beir.find(p, beir.CORPUS), limit), path=str(p))
+    if beir.find(p, msmarco.COLLECTION):
+      coll = beir.find(p, msmarco.COLLECTION)
+      return dataclasses.replace(msmarco.read_collection(coll, limit), path=str(p))
+    raise FileNotFoundError(f"{p}: expected a corpus file, a BEIR folder ({beir.CORPUS}) or an "
+                            f"MS MARCO folder ({msmarco.COLLECTION}), found a directory holding "
+                            "neither")
+  name = p.name.removesuffix(".gz")
+  if name.endswith(".jsonl"):
+    return beir.read_corpus(p, limit)
+  first = _first_line(p).rstrip("\r\n").split("\t")
+  if name == msmarco.COLLECTION or (len(first) == 2 and first[0].strip() != "id"):
+    return msmarco.read_collection(p, limit)
+  return read_dpr_corpus(p, limit)
+
+
+def read_dpr_corpus(path, limit: int | None = None) -> Corpus:
   """Reads a DPR passage TSV. Empty texts and duplicate ids are errors naming the line."""
   csv.field_size_limit(sys.maxsize)
   ids, texts, titles, seen = [], [], [], set()
@@ -56,15 +81,6 @@ def read_corpus(path, limit: int | None = None) -> Corpus:
   return Corpus(ids, texts, titles, str(path))
 
 
-@dataclasses.dataclass
-class Question:
-  question: str
-  answers: list[str]
-  id: str | None = None
-  positive_pids: list[str] | None = None
-  title: str | None = None
-
-
 def _csv_question(line: str, where: str) -> Question:
   parts = line.rstrip("\r\n").split("\t")
   if len(parts) != 2:
@@ -84,6 +100,8 @@ def _json_question(line: str, where: str) -> Question:
     rec = json.loads(line)
   except json.JSONDecodeError as e:
     raise DataError(f"{where}: expected a JSON object, found malformed JSON ({e.msg})") from e
+  if isinstance(rec, dict) and "question" not in rec and "_id" in rec and "text" in rec:
+    return beir.query(rec, where)   # a BEIR queries.jsonl line
   q = rec.get("question") if isinstance(rec, dict) else None
   if not isinstance(q, str) or not q.strip():
     raise DataError(f"{where}: expected a non-empty string field 'question', found "
@@ -101,8 +119,27 @@ def _json_question(line: str, where: str) -> Question:
 
 
 def read_questions(path, limit: int | None = None) -> list[Question]:
-  """DPR `.qa.csv`, or JSON-lines with `question` and `answers` (or `answer`). Questions
-  without answers are kept (retrieval needs none); an empty file is an error."""
+  """The questions at `path`, in any format of the module doc. Questions without answers are
+  kept (retrieval needs none); an empty file is an error."""
+  p = Path(path)
+  if beir.is_folder(p) or (p.parent.name == beir.QRELS_DIR and beir.is_folder(p.parent.parent)):
+    return beir.read_questions(p, limit=limit)
+  if p.is_dir():
+    raise FileNotFoundError(f"{p}: expected a question file or a BEIR folder ({beir.CORPUS}, "
+                            f"{beir.QUERIES}, {beir.QRELS_DIR}/), found a directory holding "
+                            "neither")
+  if msmarco.is_qrels_file(p) or msmarco.is_queries_file(p):
+    return msmarco.read_questions(p, limit)
+  if p.name.removesuffix(".gz").endswith(".tsv"):
+    first = _first_line(p).rstrip("\r\n").split("\t")
+    if len(first) == 2 and not first[1].lstrip().startswith("["):
+      return msmarco.read_questions(p, limit)
+  return read_dpr_questions(p, limit)
+
+
+def read_dpr_questions(path, limit: int | None = None) -> list[Question]:
+  """DPR `.qa.csv`, or JSON-lines with `question` and `answers` (or `answer`), or BEIR
+  `queries.jsonl` lines."""
   out = []
   csv_like = str(path).endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz"))
   with open_text(path) as f:

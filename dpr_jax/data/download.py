@@ -3,6 +3,7 @@
     python -m dpr_jax.download nq [--out data/dpr]    # NQ train + dev + the .qa.csv files
     python -m dpr_jax.download psgs_w100               # the 21M-passage Wikipedia TSV
     python -m dpr_jax.download squad                   # train-v1.1.json, dev-v1.1.json
+    python -m dpr_jax.download beir-scifact            # a BEIR dataset, unpacked: data/beir/scifact/
     python -m dpr_jax.download --list                  # resources, groups and sizes (offline)
 
 Files keep their publishers' names and compression (`biencoder-nq-train.json.gz` is read as is)
@@ -15,7 +16,10 @@ sha256 where known), then renames it to `NAME`. A file already present is not fe
 DPR's URLs are those of its `dpr/data/download_data.py` (facebookresearch/DPR); DPR publishes
 neither sizes nor checksums, so the catalog lists none for them. SQuAD's files carry their
 sizes and sha256 as loaders commonly record them (ParlAI, Hugging Face `squad`):
-train-v1.1.json 30,288,272 bytes, dev-v1.1.json 4,854,279 bytes.
+train-v1.1.json 30,288,272 bytes, dev-v1.1.json 4,854,279 bytes. BEIR's datasets (`beir-NAME`,
+group `beir-small`: SciFact, NFCorpus, FiQA, ArguAna, SCIDOCS) carry the md5 BEIR's README lists
+(no size is published: the size is printed after the download); each zip goes to `./data/beir`
+and is unpacked into `./data/beir/NAME/`, a BEIR folder (`dpr_jax.data.beir`).
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ class Resource:
   md5: str | None = None    # where published
   sha256: str | None = None  # where published
   folder: str = "dpr"       # the default folder, ./data/<folder>
+  unpack: bool = False      # a zip to extract beside it (dpr_jax.data.unpack)
 
   @property
   def filename(self) -> str:
@@ -57,6 +62,11 @@ def _r(name, path, desc):
 def _squad(name, file, desc, size, sha256):
   return Resource(name, resources.SQUAD_URL + file, desc, size=size, sha256=sha256,
                   folder=resources.LOCAL_OFFICIAL.name)
+
+
+def _beir(name, md5, desc):
+  return Resource(f"beir-{name}", f"{resources.BEIR_URL}{name}.zip", f"BEIR {name}: {desc}",
+                  md5=md5, folder="beir", unpack=True)
 
 
 CATALOG = {r.name: r for r in [
@@ -93,6 +103,7 @@ CATALOG = {r.name: r for r in [
            "3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955"),
     _squad("squad-dev", "dev-v1.1.json", "the official SQuAD v1.1 dev set", 4854279,
            "95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
+    *(_beir(name, *v) for name, v in resources.BEIR_DATASETS.items()),
 ]}
 
 GROUPS = {
@@ -103,6 +114,7 @@ GROUPS = {
     "curatedtrec": ["curatedtrec-train", "curatedtrec-dev", "curatedtrec-test.qa"],
     "wikipedia": ["psgs_w100"],
     "squad": ["squad-train", "squad-dev"],
+    "beir-small": [f"beir-{n}" for n in resources.BEIR_SMALL],
 }
 
 
@@ -135,8 +147,8 @@ def format_size(n: int | None) -> str:
 
 def listing(catalog=None) -> str:
   catalog = catalog or CATALOG
-  rows = [f"{'resource':<20} {'size':>14}  file / description"]
-  rows += [f"{r.name:<20} {format_size(r.size):>14}  {r.filename}: {r.desc}"
+  rows = [f"{'resource':<21} {'size':>14}  file / description"]
+  rows += [f"{r.name:<21} {format_size(r.size):>14}  {r.filename}: {r.desc}"
            for r in catalog.values()]
   rows += ["", "groups:"] + [f"  {g:<12} {' '.join(m)}" for g, m in GROUPS.items()]
   return "\n".join(rows)
@@ -264,8 +276,13 @@ def main(argv=None, catalog=None) -> int:
     ap.error("name a resource or a group (see --list)")
   items = expand(a.resources, catalog)
   for r in items:
-    print(fetch(r, a.out or resources.download_dir(r.folder), retries=a.retries,
-                timeout=a.timeout))
+    path = fetch(r, a.out or resources.download_dir(r.folder), retries=a.retries,
+                 timeout=a.timeout)
+    if r.unpack:
+      from dpr_jax.data.unpack import unpack_zip
+      print(f"{path.name}: {path.stat().st_size:,} bytes", file=sys.stderr)
+      path = unpack_zip(path)
+    print(path)
   return 0
 
 

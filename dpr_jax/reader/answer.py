@@ -16,8 +16,8 @@ searches with the embeddings sharded over all devices); `--results` reads existi
 files instead. Scorings (`--scoring`, `dpr_jax.reader.predict`): `select` (DPR: the passage the
 selection head ranks first), `joint` (span + passage score across the k passages), `fused`
 (joint + the retriever's standardised score). Predictions (`--out`): a JSON list of {question,
-answers, prediction, title, passage_id, passage_rank, passage, span_score, passage_score,
-retriever_score} (with several results files, an object of such lists by file); EM and F1 (SQuAD
+answers, prediction, title, passage_id, passage_rank, passage, start_char, end_char, span_score,
+passage_score, retriever_score}, where passage[start_char:end_char] is the span read (with several results files, an object of such lists by file); EM and F1 (SQuAD
 normalisation) are printed when the questions have answers. `--interactive`: type a question, get
 the answer, its passage and scores.
 """

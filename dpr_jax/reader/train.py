@@ -27,7 +27,7 @@ from dpr_jax.reader.predict import make_forward, predict, score  # noqa: F401 (r
 
 log = logging.getLogger("dpr_jax")
 # What defines a reader run: a re-run on a workdir that recorded other values is refused.
-IDENTITY = ("model", "data")
+IDENTITY = ("model", "data", "optim", "train")
 
 
 def batch_loss(graphdef, params, batch, key):

@@ -1,12 +1,19 @@
-"""Top-k retrieval accuracy as DPR defines it, plus recall@k and MRR@k against gold passages.
+"""Top-k retrieval accuracy as DPR defines it, plus recall@k and MRR@k against gold passages,
+and any ranking measure of `ir-measures` against relevance judgments.
 
   python -m dpr_jax.evaluate results.json [--match string|regex] [--k 1,5,20,100] [--out F]
+  python -m dpr_jax.evaluate RESULTS --qrels QRELS [--metrics nDCG@10,RR@10,R@100,AP]
 
 Top-k accuracy: the fraction of questions with an answer in the **text** of one of the top-k
 passages (DPR's `has_answer`: answer token sequence after its tokenizer and NFD normalisation,
 or a regular expression). Recall@k (gold passages found in the top k, averaged over questions)
 and MRR@k (reciprocal rank of the first gold passage) are added when results carry
-`positive_pids`.
+`positive_pids`; they are ir-measures' R@k and RR@k (`dpr_jax.retrieval.measures`).
+
+RESULTS is DPR's results JSON or a TREC run file (`qid Q0 docid rank score tag`, as written by
+`retrieve --format trec`). `--qrels` (TREC or BEIR layout, graded relevance kept) or `--metrics`
+adds ir-measures' measures; without `--qrels` a results JSON's `positive_pids` are the judgments
+(relevance 1). A TREC run carries no answer strings, so it is scored by `--qrels` only.
 """
 from __future__ import annotations
 
@@ -59,10 +66,9 @@ def evaluate(results: list[dict], ks=(1, 5, 20, 100), match: str = "string",
   out = {"questions": len(results), "match": match}
   for k in ks:
     out[f"top{k}"] = float(np.mean([any(h[:k]) for h in hits]))
-  for k in ks if gold else ():
-    out[f"recall@{k}"] = float(np.mean([len(g & set(ids[:k])) / len(g) for g, ids in gold]))
-    out[f"mrr@{k}"] = float(np.mean([next((1 / (i + 1) for i, p in enumerate(ids[:k]) if p in g),
-                                          0.0) for g, ids in gold]))
+  if gold:
+    from dpr_jax.retrieval.measures import recall_mrr
+    out.update(recall_mrr(gold, ks))
   return out
 
 
@@ -77,26 +83,84 @@ def format_table(m: dict) -> str:
   return "\n".join(lines)
 
 
+def run_of(results: list[dict]) -> dict[str, list[str]]:
+  """DPR results as a ranked run, `{query id: [passage id, ...]}` (query ids as in
+  `trec.run_qid`)."""
+  from dpr_jax.data.trec import run_qid
+  return {run_qid(r, n): list(dict.fromkeys(str(c["id"]) for c in r["ctxs"]))
+          for n, r in enumerate(results)}
+
+
+def library_measures(run: dict, qrels_path, results, metrics: str, source) -> dict:
+  """ir-measures' `metrics` of `run` against `--qrels` (else the results' `positive_pids`,
+  relevance 1)."""
+  from dpr_jax.data import trec
+  from dpr_jax.retrieval.measures import measure
+  if qrels_path is not None:
+    qrels = trec.read_qrels(qrels_path)
+  else:
+    qrels = trec.qrels_from_results(results or [])
+    if not qrels:
+      raise DataError(f"{source}: expected --qrels FILE or results with 'positive_pids' "
+                      "(gold passages) for --metrics, found neither")
+  try:
+    return measure(qrels, run, metrics)
+  except ValueError as e:
+    raise DataError(f"{source}: {e}") from e
+
+
 def main(argv=None):
   ap = cli.Parser("python -m dpr_jax.evaluate", __doc__)
-  ap.add_argument("results", type=Path)
+  ap.add_argument("results", type=Path, help="DPR results JSON or a TREC run file")
   ap.add_argument("--match", choices=["string", "regex"], default="string")
   ap.add_argument("--k", type=cli.int_list, default=None,
                   help="comma-separated depths, each >= 1 and at most the results' depth "
                   "(default: those of 1,5,20,100 within it)")
   ap.add_argument("--recall", action="store_true",
                   help="require recall@k and MRR@k (results with positive_pids)")
-  ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default results.metrics.json)")
+  ap.add_argument("--qrels", type=Path, default=None,
+                  help="relevance judgments, TREC (qid 0 docid rel) or BEIR (query-id, "
+                  "corpus-id, score, with that header); graded relevance is kept")
+  ap.add_argument("--metrics", default=None,
+                  help="ir-measures measures, comma-separated (e.g. nDCG@10,RR@10,R@100,AP); "
+                  "default with --qrels or a TREC run: nDCG@10,RR@10,R@100,AP")
+  ap.add_argument("--out", type=Path, default=None, help="metrics JSON (default: RESULTS with .metrics.json in place of .json; "
+                  "a TREC run's: RESULTS.metrics.json, e.g. run.trec.metrics.json)")
   a = ap.parse_args(argv)
-  results = check_results(read_json(a.results, "retrieval results JSON"), a.results)
+  from dpr_jax.data import trec
+  from dpr_jax.retrieval.measures import DEFAULT, format_measures, parse_measures
+  metrics = a.metrics
+  if metrics is not None:
+    parse_measures(metrics)  # a misspelt measure fails before anything is read
+  m, results = {}, None
+  if trec.is_trec_run(a.results):
+    if a.qrels is None:
+      raise cli.UsageError(f"{a.results}: a TREC run has no answers or gold passages: expected "
+                           "--qrels FILE, found none")
+    run = trec.read_run(a.results)
+  else:
+    results = check_results(read_json(a.results, "retrieval results JSON"), a.results)
+    run = run_of(results)
+    if any(r["answers"] for r in results) or metrics is None and a.qrels is None:
+      m = _dpr_metrics(results, a)
+      print(format_table(m))
+  if metrics is not None or a.qrels is not None or results is None:
+    found = library_measures(run, a.qrels, results, metrics or DEFAULT, a.results)
+    print(format_measures(found, f"ir-measures, {len(run)} queries in the run, against "
+                          f"{a.qrels or 'positive_pids'}"))
+    m.update(found)
+  default = (a.results.with_name(a.results.name + ".metrics.json") if results is None
+             else a.results.with_suffix(".metrics.json"))  # run.trec beside run.json
+  write_json(a.out or default, m)
+
+
+def _dpr_metrics(results: list[dict], a) -> dict:
   depth = max(len(r["ctxs"]) for r in results)
   ks = a.k or [k for k in (1, 5, 20, 100) if k <= depth] or [max(depth, 1)]
   try:
-    m = evaluate(results, ks, a.match, recompute=a.match == "regex", require_recall=a.recall)
+    return evaluate(results, ks, a.match, recompute=a.match == "regex", require_recall=a.recall)
   except ValueError as e:
     raise DataError(f"{a.results}: {e}") from e
-  print(format_table(m))
-  write_json(a.out or a.results.with_suffix(".metrics.json"), m)
 
 
 if __name__ == "__main__":

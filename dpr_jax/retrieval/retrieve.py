@@ -2,10 +2,12 @@
 
   python -m dpr_jax.retrieve --model PATH --embeddings DIR --passages FILE \\
       --questions FILE --out results.json --k 100 [--index flat|hnsw|ivfpq|mesh] \\
-      [--retriever dense|bm25|hybrid] [--hybrid_lambda 1.1]
+      [--retriever dense|bm25|hybrid] [--hybrid_lambda 1.1] [--format json|trec|both]
 
 Output: DPR's results JSON, `[{question, answers, ctxs: [{id, title, text, score, has_answer}]}]`
-(plus `id` and `positive_pids` when the question file has them, for recall/MRR). The dense index
+(plus `id` and `positive_pids` when the question file has them, for recall/MRR); `--format trec`
+writes a TREC run (`qid Q0 docid rank score tag`, qid: the question's `id`, else its position)
+instead, `--format both` the two (the run at OUT.trec). The dense index
 is built once from the embedding parts, saved in `<embeddings>/index-<kind>/` with its id map and
 the model fingerprint, and reused; an index of another model or corpus is an error.
 """
@@ -170,12 +172,29 @@ def _recall_measurable(results: list[dict], passages) -> bool:
   return True
 
 
+def write_results(out, results: list[dict], fmt: str, tag: str):
+  """`results` at `out` as DPR's JSON (`json`), a TREC run (`trec`), or both (the run at
+  OUT.trec); each file written whole or not at all."""
+  from pathlib import Path
+  from dpr_jax.data.trec import write_run
+  if fmt in ("json", "both"):
+    write_json(out, results)
+  if fmt in ("trec", "both"):
+    write_run(Path(out).with_suffix(".trec") if fmt == "both" else out, results, tag)
+
+
 def main(argv=None):
   ap = cli.Parser("python -m dpr_jax.retrieve", __doc__)
   add_retrieval_args(ap)
   cli.add_questions_args(ap)
   ap.add_argument("--k", type=cli.positive_int, default=100, help="passages per question")
-  ap.add_argument("--out", required=True, help="results JSON")
+  ap.add_argument("--out", required=True,
+                  help="results JSON (--format trec: the TREC run file)")
+  ap.add_argument("--format", choices=["json", "trec", "both"], default="json",
+                  help="json: DPR's results JSON; trec: a TREC run file (qid Q0 docid rank "
+                  "score tag); both: the JSON at --out and the run beside it, OUT.trec")
+  ap.add_argument("--run_tag", default=None,
+                  help="the TREC run's last column (default dpr-jax-RETRIEVER)")
   ap.add_argument("--no_text", action="store_true",
                   help="leave passage titles and texts out of the results (smaller files)")
   ap.add_argument("--paragraphs", help="--passages holds windows (`python -m dpr_jax.prepare "
@@ -183,13 +202,15 @@ def main(argv=None):
                   "its best window (4k windows are retrieved for k paragraphs, more where they "
                   "fall on fewer than k)")
   a = ap.parse_args(argv)
+  if a.run_tag is not None and (not a.run_tag or any(c.isspace() for c in a.run_tag)):
+    raise cli.UsageError(f"--run_tag: expected a word without spaces, found {a.run_tag!r}")
   s = settings(a, a.k, with_text=not a.no_text)
   if a.paragraphs:
     from dpr_jax.data.corpus import read_corpus
     results = paragraph_results(read_questions(a), s, read_corpus(a.paragraphs), a.k)
   else:
     results = retrieve(read_questions(a), s)
-  write_json(a.out, results)
+  write_results(a.out, results, a.format, a.run_tag or f"dpr-jax-{a.retriever}")
   from dpr_jax.retrieval.evaluate import evaluate, format_table
   if not any(r["answers"] for r in results):
     print(f"{len(results)} questions retrieved to {a.out}; {a.questions} has no answers, so no "

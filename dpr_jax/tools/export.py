@@ -3,6 +3,7 @@
   python -m dpr_jax.export --checkpoint runs/nq --out exported/nq [--which best|latest]
   python -m dpr_jax.export --checkpoint runs/nq/checkpoints/4000 --out exported/nq-4000
   python -m dpr_jax.export --checkpoint runs/squad --out exported/squad  # sentence-transformers
+  python -m dpr_jax.export --format pyserini --embeddings emb/squad --out exported/squad-faiss
 
 Writes `OUT/question_encoder/` (loads with `transformers.DPRQuestionEncoder.from_pretrained`) and
 `OUT/ctx_encoder/` (`DPRContextEncoder`): config.json with model_type `dpr` (and
@@ -15,7 +16,8 @@ equivalent: `--format auto` (the default) exports it as a sentence-transformers 
 (the weights are exact; users must mean-pool / normalise `last_hidden_state` themselves).
 `--format sentence-transformers` exports any model that way. Every dpr-jax tool reads OUT back.
 A reader workdir (`--checkpoint` of a reader, or `--reader DIR` beside a retriever) is written
-as `OUT/reader/`, loadable by `transformers.DPRReader`.
+as `OUT/reader/`, loadable by `transformers.DPRReader`. `--format pyserini` writes encode.py's
+passage embeddings as Pyserini's FaissSearcher index (`dpr_jax.tools.pyserini_export`).
 """
 from __future__ import annotations
 
@@ -100,22 +102,44 @@ def export_model(model, out_dir, *, tokenizer_dir=None, allow_pooling_mismatch: 
   return info
 
 
+def _pyserini(a) -> bool:
+  """Checks that the flags name a model (--checkpoint) or embeddings (--format pyserini
+  --embeddings); exports the embeddings in the second case. -> whether it did."""
+  from dpr_jax import cli
+  if (a.format == "pyserini") != (a.embeddings is not None) or (a.checkpoint is None) == (
+      a.format != "pyserini"):
+    raise cli.UsageError("python -m dpr_jax.export: expected --checkpoint (a model) or "
+                         "--format pyserini --embeddings DIR, found "
+                         f"--format {a.format}, --checkpoint {a.checkpoint}, --embeddings "
+                         f"{a.embeddings}")
+  if a.format != "pyserini":
+    return False
+  from dpr_jax.tools.pyserini_export import export_pyserini
+  print(json.dumps(export_pyserini(a.embeddings, a.out), indent=1))
+  return True
+
+
 def main(argv=None):
   from dpr_jax import cli
   ap = cli.Parser("python -m dpr_jax.export", __doc__)
-  ap.add_argument("--checkpoint", required=True,
+  ap.add_argument("--checkpoint",
                   help="training workdir, or one of its step directories "
                        "(WORKDIR/checkpoints/STEP, WORKDIR/best/STEP)")
+  ap.add_argument("--embeddings", help="--format pyserini: an encode.py output directory")
   ap.add_argument("--out", required=True, help="output directory")
   ap.add_argument("--which", choices=["best", "latest"], default="best",
                   help="for a workdir: the best checkpoint (by validation) or the latest")
   ap.add_argument("--allow_pooling_mismatch", action="store_true")
-  ap.add_argument("--format", choices=["auto", "dpr", "sentence-transformers"], default="auto",
+  ap.add_argument("--format", choices=["auto", "dpr", "sentence-transformers", "pyserini"],
+                  default="auto",
                   help="auto: sentence-transformers for a mean-pooled or cosine model, DPR "
-                       "classes otherwise (see dpr_jax.tools.st_export)")
+                       "classes otherwise (see dpr_jax.tools.st_export); pyserini: the "
+                       "--embeddings as a Pyserini FAISS index (dpr_jax.tools.pyserini_export)")
   ap.add_argument("--reader", help="also export this reader workdir (`dpr_jax.reader.train`) "
                                    "as OUT/reader/ (DPRReader)")
   a = ap.parse_args(argv)
+  if _pyserini(a):
+    return
   from dpr_jax.training.loading import load_trained
   ck = Path(a.checkpoint)
   if not (ck.is_dir() or ck.name.isdigit() and ck.parent.name in ("checkpoints", "best")):

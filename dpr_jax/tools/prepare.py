@@ -10,6 +10,8 @@
         ./data/squad-official; see dpr_jax.data.resources.squad_source)
     python -m dpr_jax.prepare squad-slice --train_json train-v1.1.json --out dpr_jax/demo_data
         (the embedded demo slice, see dpr_jax.tools.squad_slice)
+    python -m dpr_jax.prepare beir --squad --out data/beir-squad   (a corpus and judged questions
+        as a BEIR folder, see dpr_jax.tools.beir_prepare)
 
 With --train_json (or official files found), first writes in --out (see dpr_jax.data.squad_json):
 - `paragraphs.tsv.gz`: the corpus, every paragraph of both files, DPR's `id<TAB>text<TAB>title`.
@@ -38,60 +40,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from dpr_jax.data import answers as answer_lib
 from dpr_jax.data import resources, squad_json
 from dpr_jax.retrieval.bm25 import BM25
 from dpr_jax.data.corpus import read_corpus, read_questions
+from dpr_jax.data.squad_records import build_records, split_articles
 
 log = logging.getLogger("dpr_jax")
-
-
-def split_articles(titles, num_val: int, seed: int, splits: int = 1) -> list[set[str]]:
-  """`splits` disjoint sets of `num_val` article titles: set i is drawn with seed `seed + i`
-  from the sorted distinct titles not in an earlier set (set 0 is the same for any `splits`)."""
-  left = sorted(set(titles))
-  if num_val * splits >= len(left):
-    raise ValueError(f"cannot hold out {splits} x {num_val} of {len(left)} articles")
-  sets = []
-  for i in range(splits):
-    rng = np.random.default_rng(seed + i)
-    sets.append({left[j] for j in rng.choice(len(left), num_val, replace=False)})
-    left = [t for t in left if t not in sets[-1]]
-  return sets
-
-
-def _ctx(corpus, row: int) -> dict:
-  return {"title": corpus.titles[row], "text": corpus.texts[row], "passage_id": corpus.ids[row]}
-
-
-def build_records(questions, corpus, bm25: BM25, num_hard_negatives: int, depth: int,
-                  desc: str = "") -> tuple[list[dict], int]:
-  """DPR records for `questions`; returns them and how many lacked enough hard negatives."""
-  row_of = {pid: i for i, pid in enumerate(corpus.ids)}
-  top, _ = bm25.search([q.question for q in questions], k=depth)
-  records, short = [], 0
-  token_cache: dict[int, list[str]] = {}
-  for q, rows in zip(tqdm(questions, desc=desc, unit="q", mininterval=2), top):
-    positives = [row_of[p] for p in q.positive_pids]
-    hard = []
-    for r in rows:
-      r = int(r)
-      if r in positives:
-        continue
-      if r not in token_cache:
-        token_cache[r] = answer_lib.tokens(corpus.texts[r])
-      if answer_lib.has_answer_tokens(q.answers, token_cache[r]):
-        continue
-      hard.append(r)
-      if len(hard) == num_hard_negatives:
-        break
-    short += len(hard) < num_hard_negatives
-    records.append({"id": q.id, "question": q.question, "answers": q.answers,
-                    "positive_ctxs": [_ctx(corpus, r) for r in positives], "negative_ctxs": [],
-                    "hard_negative_ctxs": [_ctx(corpus, r) for r in hard]})
-  return records, short
 
 
 def _tmp(path: Path) -> Path:
@@ -226,10 +181,11 @@ def prepare_windows(passages, out: Path, words: int, stride: int) -> dict:
 def _parser():
   from dpr_jax import cli
   ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
-  ap.add_argument("dataset", choices=["squad", "squad-slice", "windows"],
+  ap.add_argument("dataset", choices=["squad", "squad-slice", "windows", "beir"],
                   help="squad: the SQuAD files; squad-slice: the embedded demo slice from "
                   "--train_json; windows: a corpus cut into overlapping word windows "
-                  "(--passages, --out FILE.tsv[.gz], --words, --stride)")
+                  "(--passages, --out FILE.tsv[.gz], --words, --stride); beir: a corpus and "
+                  "judged questions as a BEIR folder (see `prepare beir --help`)")
   ap.add_argument("--out", required=True, type=Path, help="output directory (windows: file)")
   ap.add_argument("--passages", type=Path, help="windows: the corpus TSV to cut")
   ap.add_argument("--words", type=cli.positive_int, default=100, help="windows: words each")
@@ -269,6 +225,10 @@ def _parser():
 
 
 def main(argv=None):
+  argv = list(sys.argv[1:] if argv is None else argv)
+  if argv[:1] == ["beir"]:
+    from dpr_jax.tools import beir_prepare
+    return beir_prepare.main(argv[1:])
   ap = _parser()
   a = ap.parse_args(argv)
   if a.dataset == "windows":

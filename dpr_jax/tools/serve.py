@@ -206,7 +206,8 @@ def _args(argv):
   from dpr_jax.retrieval.searcher import RETRIEVERS
   ap = cli.Parser("python -m dpr_jax.serve", __doc__)
   cli.add_model_args(ap, required=False)
-  ap.add_argument("--passages", required=True, help="the corpus TSV (id, text, title)")
+  ap.add_argument("--passages", required=True,
+                  help="the corpus: TSV (id, text, title), BEIR folder or MS MARCO collection")
   ap.add_argument("--retriever", choices=RETRIEVERS, default="dense")
   cli.add_index_args(ap)
   ap.add_argument("--hybrid_lambda", type=float, default=1.1, help="BM25 + lambda * dense")

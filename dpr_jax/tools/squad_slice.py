@@ -6,7 +6,7 @@ training file, in the official format, built by
 The slice holds, taken from the file as they are (contexts, questions, answers, ids):
 - the questions: `train_questions` drawn from the training articles and `val_questions` from the
   articles that `prepare squad` holds out for validation (`num_val_articles` drawn with `seed`,
-  as `dpr_jax.tools.prepare.split_articles` draws them: the same held-out articles as the full
+  as `dpr_jax.data.squad_records.split_articles` draws them: the same held-out articles as the full
   data's), at least one from every article, so that `prepare squad` on the slice holds out
   the same articles; and every question of the file's first `whole_articles` articles;
 - the paragraphs: every question's positive, its `hard_negatives` top BM25 paragraphs of the
@@ -75,7 +75,7 @@ def select(train_json, *, seed: int = 0, num_val_articles: int = 40,
            hard_negatives: int = 1, depth: int = 30) -> tuple[dict, dict]:
   """-> (the slice as SQuAD JSON, its record for slice.json)."""
   from dpr_jax.retrieval.bm25 import BM25
-  from dpr_jax.tools.prepare import build_records, split_articles
+  from dpr_jax.data.squad_records import build_records, split_articles
   parsed = squad_json.read_squad_json(train_json)   # checks the file, names bad records
   rows, (qas,) = squad_json.corpus_and_questions([parsed])
   root = _raw(train_json)
