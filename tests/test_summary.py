@@ -15,7 +15,7 @@ def test_first_and_last_validation_and_the_plot_command(tmp_path):
           {"step": 60, "train/loss": 0.4}]
   (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
   assert summary.before_after(tmp_path) == [
-      "validation: each held-out question's positive ranked among 531 passages",
+      "validation: each held-out question's positive ranked among 531 passages (rank 0: first)",
       "    step    top-1    top-5  average rank",
       "       0    73.3%    95.0%          2.18",
       "      60    76.3%    97.0%          1.77",

@@ -12,6 +12,9 @@
         (the embedded demo slice, see dpr_jax.tools.squad_slice)
     python -m dpr_jax.prepare beir --squad --out data/beir-squad   (a corpus and judged questions
         as a BEIR folder, see dpr_jax.tools.beir_prepare)
+    python -m dpr_jax.prepare triples --triples FILE --passages CORPUS --questions QUERIES
+        --out train.jsonl.gz   (DPR training records from triples by id, MS MARCO's
+        qidpidtriples or JSON-lines of ids, see dpr_jax.tools.triples_prepare)
 
 With --train_json (or official files found), first writes in --out (see dpr_jax.data.squad_json):
 - `paragraphs.tsv.gz`: the corpus, every paragraph of both files, DPR's `id<TAB>text<TAB>title`.
@@ -181,11 +184,12 @@ def prepare_windows(passages, out: Path, words: int, stride: int) -> dict:
 def _parser():
   from dpr_jax import cli
   ap = cli.Parser("python -m dpr_jax.prepare", __doc__)
-  ap.add_argument("dataset", choices=["squad", "squad-slice", "windows", "beir"],
+  ap.add_argument("dataset", choices=["squad", "squad-slice", "windows", "beir", "triples"],
                   help="squad: the SQuAD files; squad-slice: the embedded demo slice from "
                   "--train_json; windows: a corpus cut into overlapping word windows "
                   "(--passages, --out FILE.tsv[.gz], --words, --stride); beir: a corpus and "
-                  "judged questions as a BEIR folder (see `prepare beir --help`)")
+                  "judged questions as a BEIR folder (see `prepare beir --help`); triples: DPR "
+                  "training records from triples by id (see `prepare triples --help`)")
   ap.add_argument("--out", required=True, type=Path, help="output directory (windows: file)")
   ap.add_argument("--passages", type=Path, help="windows: the corpus TSV to cut")
   ap.add_argument("--words", type=cli.positive_int, default=100, help="windows: words each")
@@ -229,6 +233,9 @@ def main(argv=None):
   if argv[:1] == ["beir"]:
     from dpr_jax.tools import beir_prepare
     return beir_prepare.main(argv[1:])
+  if argv[:1] == ["triples"]:
+    from dpr_jax.tools import triples_prepare
+    return triples_prepare.main(argv[1:])
   ap = _parser()
   a = ap.parse_args(argv)
   if a.dataset == "windows":

@@ -21,7 +21,7 @@ def before_after(workdir) -> list[str]:
   first, last = evals[0], evals[-1]
   n = last.get("eval/num_passages")
   among = f" among {n:.0f} passages" if n else ""
-  lines = [f"validation: each held-out question's positive ranked{among}",
+  lines = [f"validation: each held-out question's positive ranked{among} (rank 0: first)",
            f"  {'step':>6}  {'top-1':>7}  {'top-5':>7}  {'average rank':>12}"]
   for r in ([first, last] if last is not first else [first]):
     lines.append(f"  {r['step']:>6}  {100 * r.get('eval/top1', float('nan')):>6.1f}%  "
