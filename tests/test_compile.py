@@ -203,6 +203,30 @@ def test_max_batch_search_finds_the_boundary_in_few_compilations():
   assert len(calls) <= 6
 
 
+def test_max_batch_search_stops_within_its_tolerance_and_strides_by_its_growth():
+  def run(**kw):
+    calls = []
+
+    def bytes_at(b):  # flat but for a quadratic term: a GradCache step's score rows
+      calls.append(b)
+      return 1000 + b * b // 50
+    return max_batch.search(bytes_at, 100_000, 8, 64, max_compiles=20, **kw), calls
+
+  # By hand: 1000 + 2224^2 // 50 = 99,923 fits; 2232 gives 100,636: the boundary is 2224.
+  r, calls = run(tolerance=0.05, growth=16)
+  lo, hi = r["max_batch"], r["first_failing"]
+  assert lo <= 2224 < hi and hi - lo <= 0.05 * lo and lo >= 2224 * 0.95
+  assert calls[:2] == [64, 128] and calls[2] <= 128 * 16
+  exact, exact_calls = run()
+  assert (exact["max_batch"], exact["first_failing"], exact["exact"]) == (2224, 2232, True)
+  assert len(calls) < len(exact_calls)
+  # Growth 2: no guess beyond twice the largest batch that fitted before it.
+  for i, b in enumerate(exact_calls[2:], 2):
+    fitted = [c for c in exact_calls[:i] if 1000 + c * c // 50 <= 100_000]
+    failed = [c for c in exact_calls[:i] if 1000 + c * c // 50 > 100_000]
+    assert failed or b <= 2 * max(fitted)
+
+
 def test_unknown_topology_lists_the_known_ones(capsys):
   assert cli.compile(["--config", "tiny.py", "--topology", "v9-8"]) == 2
   err = capsys.readouterr().err.strip().splitlines()

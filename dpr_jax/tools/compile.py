@@ -46,6 +46,26 @@ def _what(text: str) -> list[str]:
   return items
 
 
+def _fraction(text: str) -> float:
+  try:
+    v = float(text)
+  except ValueError:
+    v = -1.0
+  if not 0.0 <= v < 1.0:
+    raise cli.argparse.ArgumentTypeError(f"expected a number in [0, 1), found {text!r}")
+  return v
+
+
+def _growth(text: str) -> float:
+  try:
+    v = float(text)
+  except ValueError:
+    v = 0.0
+  if v <= 1.0:
+    raise cli.argparse.ArgumentTypeError(f"expected a number > 1, found {text!r}")
+  return v
+
+
 def parser() -> cli.Parser:
   ap = cli.Parser("python -m dpr_jax.compile", __doc__)
   ap.add_argument("--topology", required=True,
@@ -58,6 +78,12 @@ def parser() -> cli.Parser:
                   help="train: this global batch instead of the config's")
   ap.add_argument("--max_batch", action="store_true",
                   help="train: find the largest global batch that fits (a few compilations)")
+  ap.add_argument("--batch_tolerance", type=_fraction, default=0.0,
+                  help="--max_batch: stop once the first failing batch is within this fraction "
+                  "of the largest fitting one (0: one batch multiple apart)")
+  ap.add_argument("--batch_growth", type=_growth, default=2.0,
+                  help="--max_batch: the largest step, as a factor of the largest fitting "
+                  "batch, until a batch fails (GradCache steps can take 16)")
   ap.add_argument("--encode_batch", type=cli.positive_int, default=64,
                   help="encode: encode.py's --batch_size")
   ap.add_argument("--encode_length", type=cli.positive_int, default=None,
@@ -172,6 +198,8 @@ def report(rec: dict) -> str:
     mb = rec["max_batch"]
     lines.append(f"  largest global batch that fits: {mb['max_batch']}"
                  + ("" if mb["exact"] else f" (first failing seen: {mb['first_failing']})"))
+    lines.append("  compiled: " + ", ".join(f"{b}: {t / analysis.GIB:.2f} GiB"
+                                            for b, t in mb["points"]))
   lines.append("  collectives (per step):")
   for c in rec["collectives"]:
     shapes = ",".join(c["shapes"]) if len(c["shapes"]) <= 3 else f"{len(c['shapes'])} arrays"
@@ -198,8 +226,8 @@ def run_max_batch(a, config, mesh, topo, first: dict) -> dict:
     log.info("global batch %d: %.2f GiB per chip", b, t / analysis.GIB)
     return t
   b = first["shapes"]["global_batch"]
-  return max_batch.search(total, hbm, unit, b,
-                          known={b: first["memory"]["total"]})
+  return max_batch.search(total, hbm, unit, b, known={b: first["memory"]["total"]},
+                          tolerance=a.batch_tolerance, growth=a.batch_growth)
 
 
 def main(argv=None):
