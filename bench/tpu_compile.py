@@ -48,10 +48,14 @@ ROWS = [  # (group, label, flags): in the order they run, most needed first
                                           "--topology", "v6e-8"]),
     ("train", "nq-bf16-v4-128", NQ + BF16 + ["--topology", "v4-128"]),
     ("train", "nq-fp32-v5e-8", NQ + ["--topology", "v5e-8"]),
-    ("max_batch", "max-bf16-v5e-8", NQ + BF16 + ["--topology", "v5e-8"] + MAX),
-    ("max_batch", "max-bf16-gc-v5e-8", NQ + BF16 + GC + ["--topology", "v5e-8"] + MAX_GC),
+    # The searches start from a batch compiled before (384 fits without caching, 512 with).
+    ("max_batch", "max-bf16-v5e-8", NQ + BF16 + ["--topology", "v5e-8", "--global_batch", "384"]
+     + MAX),
+    ("max_batch", "max-bf16-gc-v5e-8", NQ + BF16 + GC + ["--topology", "v5e-8", "--global_batch",
+                                                         "512"] + MAX_GC),
     ("max_batch", "max-fp32-v5e-8", NQ + ["--topology", "v5e-8"] + MAX),
-    ("max_batch", "max-fp32-gc-v5e-8", NQ + GC + ["--topology", "v5e-8"] + MAX_GC),
+    ("max_batch", "max-fp32-gc-v5e-8", NQ + GC + ["--topology", "v5e-8", "--global_batch", "512"]
+     + MAX_GC),
 ]
 
 

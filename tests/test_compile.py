@@ -242,6 +242,16 @@ def test_libtpu_missing_says_how_to_install(monkeypatch, capsys):
   assert len(err) == 1 and "libtpu" in err[0] and "pip install" in err[0]
 
 
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--batch_growth", "1", "a number > 1"), ("--batch_tolerance", "1.5", "a number in [0, 1)"),
+    ("--batch_tolerance", "x", "a number in [0, 1)")])
+def test_batch_search_flags_are_checked(flag, value, expected, capsys):
+  assert cli.compile(["--config", "tiny.py", "--topology", "v5e-8", "--max_batch",
+                      flag, value]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and flag in err[0] and expected in err[0] and repr(value) in err[0]
+
+
 def test_batch_not_divisible_by_the_devices(capsys):
   assert cli.compile(["--config", "tiny.py", "--topology", "v5e:2x4", *SMALL,
                       "--global_batch", "12"]) == 2

@@ -315,15 +315,17 @@ def _zip(members: dict) -> bytes:
 
 
 def test_beir_resources_are_beirs_urls_and_md5s():
-  """URLs and md5s as BEIR's README lists them (no size published)."""
+  """URLs and md5s as BEIR's README lists them, sizes as ir_datasets records them."""
   small = download.expand(["beir-small"])
   assert [r.name for r in small] == ["beir-scifact", "beir-nfcorpus", "beir-fiqa",
                                      "beir-arguana", "beir-scidocs"]
   sci = download.CATALOG["beir-scifact"]
   assert sci.url == "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/scifact.zip"
   assert (sci.md5, sci.size, sci.folder, sci.unpack) == ("5f7d1de60b170fc8027bb7898e2efca1",
-                                                         None, "beir", True)
-  assert download.CATALOG["beir-nfcorpus"].md5 == "a89dba18a62ef92f7d323ec890a0d38d"
+                                                         2816079, "beir", True)
+  nf = download.CATALOG["beir-nfcorpus"]
+  assert (nf.md5, nf.size) == ("a89dba18a62ef92f7d323ec890a0d38d", 2448432)
+  assert download.CATALOG["beir-cqadupstack"].size == 5343728040
 
 
 def test_download_beir_unpacks_a_readable_folder(server, tmp_path, monkeypatch, capsys):
@@ -337,7 +339,8 @@ def test_download_beir_unpacks_a_readable_folder(server, tmp_path, monkeypatch, 
                "x/qrels/test.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\n"})
   h.files = {"x.zip": body}
   res = dataclasses.replace(download.CATALOG["beir-scifact"], name="beir-x",
-                            url=f"{base}/files/x.zip", md5=hashlib.md5(body).hexdigest())
+                            url=f"{base}/files/x.zip", md5=hashlib.md5(body).hexdigest(),
+                            size=len(body))
   monkeypatch.chdir(tmp_path)
   assert _cli(["beir-x"], {"beir-x": res}) == 0
   out = capsys.readouterr()
@@ -356,7 +359,7 @@ def test_a_zip_escaping_its_folder_is_refused(server, tmp_path, capsys):
   body = _zip({"x/corpus.jsonl": "{}\n", "x/../../evil.txt": "boo"})
   h.files = {"x.zip": body}
   res = dataclasses.replace(download.CATALOG["beir-scifact"], name="beir-x",
-                            url=f"{base}/files/x.zip", md5=None)
+                            url=f"{base}/files/x.zip", md5=None, size=None)
   assert _cli(["beir-x", "--out", str(tmp_path)], {"beir-x": res}) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert err[-1] == f"error: {tmp_path / 'x.zip'}: expected members under x/, found 'x/../../evil.txt'"

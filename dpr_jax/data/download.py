@@ -18,8 +18,8 @@ neither sizes nor checksums, so the catalog lists none for them. SQuAD's files c
 sizes and sha256 as loaders commonly record them (ParlAI, Hugging Face `squad`):
 train-v1.1.json 30,288,272 bytes, dev-v1.1.json 4,854,279 bytes. BEIR's datasets (`beir-NAME`,
 group `beir-small`: SciFact, NFCorpus, FiQA, ArguAna, SCIDOCS) carry the md5 BEIR's README lists
-(no size is published: the size is printed after the download); each zip goes to `./data/beir`
-and is unpacked into `./data/beir/NAME/`, a BEIR folder (`dpr_jax.data.beir`).
+and the size ir_datasets records for the same file (BEIR publishes none); each zip goes to
+`./data/beir` and is unpacked into `./data/beir/NAME/`, a BEIR folder (`dpr_jax.data.beir`).
 """
 from __future__ import annotations
 
@@ -64,9 +64,9 @@ def _squad(name, file, desc, size, sha256):
                   folder=resources.LOCAL_OFFICIAL.name)
 
 
-def _beir(name, md5, desc):
+def _beir(name, md5, size, desc):
   return Resource(f"beir-{name}", f"{resources.BEIR_URL}{name}.zip", f"BEIR {name}: {desc}",
-                  md5=md5, folder="beir", unpack=True)
+                  md5=md5, size=size, folder="beir", unpack=True)
 
 
 CATALOG = {r.name: r for r in [

@@ -14,25 +14,31 @@ LOCAL_OFFICIAL = LOCAL_DATA / "squad-official"   # `python -m dpr_jax.download s
 LOCAL_DPR = LOCAL_DATA / "dpr"         # `python -m dpr_jax.download nq`
 SQUAD_JSON = ("train-v1.1.json", "dev-v1.1.json")  # the official files' names
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/"
-# The public BEIR datasets: name -> (the zip's md5, queries and corpus size), as BEIR's README
-# lists them (github.com/beir-cellar/beir, "Available Datasets"). BEIR publishes no byte sizes.
+# The public BEIR datasets: name -> (the zip's md5, its bytes, queries and corpus size). The md5s
+# and counts as BEIR's README lists them (github.com/beir-cellar/beir, "Available Datasets").
+# BEIR publishes no byte sizes: those are ir_datasets' (allenai/ir_datasets,
+# ir_datasets/etc/downloads.json, `size_hint`, recorded there beside the same md5s).
 BEIR_DATASETS = {
-    "scifact": ("5f7d1de60b170fc8027bb7898e2efca1", "300 queries, 5K passages"),
-    "nfcorpus": ("a89dba18a62ef92f7d323ec890a0d38d", "323 queries, 3.6K passages"),
-    "fiqa": ("17918ed23cd04fb15047f73e6c3bd9d9", "648 queries, 57K passages"),
-    "arguana": ("8ad3e3c2a5867cdced806d6503f29b99", "1,406 queries, 8.67K passages"),
-    "scidocs": ("38121350fc3a4d2f48850f6aff52e4a9", "1,000 queries, 25K passages"),
-    "trec-covid": ("ce62140cb23feb9becf6270d0d1fe6d1", "50 queries, 171K passages"),
-    "webis-touche2020": ("46f650ba5a527fc69e0a6521c5a23563", "49 queries, 382K passages"),
-    "quora": ("18fb154900ba42a600f84b839c173167", "10,000 queries, 523K passages"),
-    "cqadupstack": ("4e41456d7df8ee7760a7f866133bda78",
+    "scifact": ("5f7d1de60b170fc8027bb7898e2efca1", 2_816_079, "300 queries, 5K passages"),
+    "nfcorpus": ("a89dba18a62ef92f7d323ec890a0d38d", 2_448_432, "323 queries, 3.6K passages"),
+    "fiqa": ("17918ed23cd04fb15047f73e6c3bd9d9", 17_948_027, "648 queries, 57K passages"),
+    "arguana": ("8ad3e3c2a5867cdced806d6503f29b99", 3_773_617, "1,406 queries, 8.67K passages"),
+    "scidocs": ("38121350fc3a4d2f48850f6aff52e4a9", 142_471_588, "1,000 queries, 25K passages"),
+    "trec-covid": ("ce62140cb23feb9becf6270d0d1fe6d1", 73_876_720, "50 queries, 171K passages"),
+    "webis-touche2020": ("46f650ba5a527fc69e0a6521c5a23563", 227_132_363,
+                        "49 queries, 382K passages"),
+    "quora": ("18fb154900ba42a600f84b839c173167", 15_853_968, "10,000 queries, 523K passages"),
+    "cqadupstack": ("4e41456d7df8ee7760a7f866133bda78", 5_343_728_040,
                     "13,145 queries, 457K passages, in 12 BEIR folders (one a forum)"),
-    "nq": ("d4d3d2e48787a744b6f6e691ff534307", "3,452 queries, 2.68M passages"),
-    "hotpotqa": ("f412724f78b0d91183a0e86805e16114", "7,405 queries, 5.23M passages"),
-    "dbpedia-entity": ("c2a39eb420a3164af735795df012ac2c", "400 queries, 4.63M passages"),
-    "fever": ("5a818580227bfb4b35bb6fa46d9b6c03", "6,666 queries, 5.42M passages"),
-    "climate-fever": ("8b66f0a9126c521bae2bde127b4dc99d", "1,535 queries, 5.42M passages"),
-    "msmarco": ("444067daf65d982533ea17ebd59501e4", "6,980 queries, 8.84M passages"),
+    "nq": ("d4d3d2e48787a744b6f6e691ff534307", 498_307_926, "3,452 queries, 2.68M passages"),
+    "hotpotqa": ("f412724f78b0d91183a0e86805e16114", 654_025_350, "7,405 queries, 5.23M passages"),
+    "dbpedia-entity": ("c2a39eb420a3164af735795df012ac2c", 639_285_131,
+                      "400 queries, 4.63M passages"),
+    "fever": ("5a818580227bfb4b35bb6fa46d9b6c03", 1_236_988_269, "6,666 queries, 5.42M passages"),
+    "climate-fever": ("8b66f0a9126c521bae2bde127b4dc99d", 1_228_666_652,
+                     "1,535 queries, 5.42M passages"),
+    "msmarco": ("444067daf65d982533ea17ebd59501e4", 1_082_258_632,
+               "6,980 queries, 8.84M passages"),
 }
 BEIR_SMALL = ("scifact", "nfcorpus", "fiqa", "arguana", "scidocs")
 SLICE_PACKAGE = "dpr_jax.demo_data"    # the embedded slice (package data)
