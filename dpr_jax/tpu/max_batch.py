@@ -1,15 +1,21 @@
 """The largest global batch whose train step fits a chip's memory, found from few compilations.
 
 Compiled memory per chip is close to affine in the global batch (activations grow linearly;
-the in-batch score matrix adds a small quadratic term), so instead of bisecting blindly over
-batch sizes the search compiles two batches, fits the line through them, compiles the batch the
-line predicts, and refits (a parabola through the three compiled points nearest the largest
-fitting batch) until a fitting batch and a failing one bracket the answer: a single multiple
-apart, or within `tolerance` of the fitting one (or `max_compiles` is spent, when the bracket is
-reported as it stands). Until a batch fails, each guess is at most `growth` times the largest
-fitting one: near the limit XLA's compiler rematerialises activations to fit HBM, so memory
-flattens and the fitted curve would aim far beyond the limit (2 by default; a GradCache step,
-whose memory hardly grows with the batch, can take larger strides).
+the in-batch score matrix adds a quadratic term), so instead of bisecting blindly over batch
+sizes the search compiles two batches, fits the line through them, compiles the batch the line
+predicts, and refits (a parabola through the three compiled points nearest the largest fitting
+batch). Until a batch fails, each guess is at most `growth` times the largest fitting one: near
+the limit XLA's compiler rematerialises activations to fit HBM, so memory flattens and the
+fitted curve would aim far beyond the limit (2 by default; a GradCache step, whose memory hardly
+grows until its score matrix dominates, can take larger strides).
+
+Once a fitting batch and a failing one bracket the answer, the guess comes from the parabola
+through the failing batch and the two largest fitting ones (the chord where that has no root
+in the bracket), kept at least a quarter of the bracket below the failing batch and, with a
+`tolerance`, that fraction above the fitting one: every compilation shrinks the bracket by a
+share of itself, however flat or noisy the fitting points are. The search stops when the two
+are a single multiple apart or within `tolerance` of the fitting one (or `max_compiles` is
+spent, when the bracket is reported as it stands).
 """
 from __future__ import annotations
 
@@ -30,6 +36,29 @@ def _predict(seen: dict[int, int], hbm: int, unit: int, lo: int, top: int) -> in
     m = (a + b + 1) // 2
     a, b = (m, b) if np.polyval(poly, m * unit) <= hbm else (a, m - 1)
   return a * unit
+
+
+def _bracketed(seen: dict[int, int], hbm: int, unit: int, lo: int, hi: int,
+               tolerance: float) -> int:
+  """The next batch to compile strictly between the fitting `lo` and the failing `hi`."""
+  if lo == 0:  # nothing fits yet: halve
+    return max(unit, hi // 2 // unit * unit)
+  below = sorted((b for b in seen if seen[b] <= hbm and b <= lo), reverse=True)[:2]
+  xs = sorted(set(below) | {hi})
+  ys = [seen[b] - hbm for b in xs]
+  root = None
+  if len(xs) == 3:
+    roots = np.roots(np.polyfit(xs, ys, 2))
+    real = [r.real for r in roots if abs(r.imag) < 1e-9 and lo < r.real < hi]
+    root = min(real, default=None)
+  if root is None:  # the chord between the fitting and the failing batch
+    root = lo + (hi - lo) * (hbm - seen[lo]) / (seen[hi] - seen[lo])
+  guess = int(root) // unit * unit
+  ceiling = hi - max(unit, (hi - lo) // 4 // unit * unit)
+  floor = lo + max(unit, int(tolerance * lo) // unit * unit)
+  if floor > ceiling:  # a narrow bracket: its middle
+    return min(max((lo + hi) // 2 // unit * unit, lo + unit), hi - unit)
+  return min(max(guess, floor), ceiling)
 
 
 def search(total_bytes: Callable[[int], int], hbm: int, unit: int, start: int,
@@ -61,21 +90,16 @@ def search(total_bytes: Callable[[int], int], hbm: int, unit: int, start: int,
     lo, hi = max(fit, default=0), min(fail, default=None)
     if close(lo, hi):
       break
-    # Without a failing batch yet, at most `growth` times the largest fitting one: near the
-    # limit XLA rematerialises to fit, the curve flattens, and a far guess costs host memory.
-    top = (min(cap, max(int(growth * lo) // unit * unit, 2 * unit)) if hi is None
-           else hi - unit)
-    guess = _predict(seen, hbm, unit, lo, top)
-    if guess in seen:  # the curve lands on a compiled batch: step next to the fitting one
-      guess = lo + unit
-    if guess in seen or guess > top:
-      break
-    if hi is not None and tolerance:  # a bracket to narrow: no finer than the tolerance asks
-      guess = min(max(guess, lo + int(tolerance * lo) // unit * unit), hi - unit)
-      if guess in seen:
-        guess = (lo + hi) // 2 // unit * unit
-        if guess in seen:
-          break
+    if hi is None:  # at most `growth` times the largest fitting batch: near the limit XLA
+      # rematerialises to fit, the curve flattens, and a far guess costs host memory
+      top = min(cap, max(int(growth * lo) // unit * unit, 2 * unit))
+      guess = _predict(seen, hbm, unit, lo, top)
+      if guess in seen:  # the curve lands on a compiled batch: step next to the fitting one
+        guess = lo + unit
+      if guess in seen or guess > top:
+        break
+    else:
+      guess = _bracketed(seen, hbm, unit, lo, hi, tolerance)
     probe(guess)
   fit = [b for b in seen if seen[b] <= hbm]
   fail = [b for b in seen if seen[b] > hbm]
