@@ -8,6 +8,7 @@ import pytest
 
 from dpr_jax import cli, config_lib
 from dpr_jax.data import examples
+from dpr_jax.tools import compile as cli_compile
 from dpr_jax.tpu import analysis, max_batch, topology
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
@@ -140,6 +141,28 @@ def test_grad_cache_keeps_temporaries_flat_as_the_batch_grows():
   # and the score matrix grow: within 5% (9.97 -> 10.00 MB when measured; 8.71 -> 310.15 MB
   # without caching).
   assert temp[0, 64] > 0 and temp[2, 256] <= 1.05 * temp[2, 64], temp
+
+
+def test_roofline_by_hand_and_a_loop_counted_once():
+  v5e = topology.CHIPS["v5e"]  # 197e12 bf16 FLOP/s, 819e9 B/s HBM, 400e9 B/s ICI
+  xla = {"flops": 1.97e12, "bytes_accessed": 8.19e9, "optimal_seconds": -1.0}
+  gather = {"op": "all-gather", "bytes": 8e9, "group": 8, "count": 1, "cross_slice": False}
+  r = analysis.roofline(1.97e12, xla, [gather], v5e)
+  # compute 10 ms, HBM 10 ms, ICI: a ring all-gather sends 7/8 of 8 GB = 7 GB -> 17.5 ms.
+  assert r["bounds"] == pytest.approx({"compute": 0.01, "hbm": 0.01, "ici": 0.0175})
+  assert r["bound"] == "ici" and r["seconds"] == pytest.approx(0.0175)
+  assert r["mfu"] == pytest.approx(0.01 / 0.0175) and r["loop_undercount"] is None
+  # A loop XLA counted once: the analytic FLOPs 50x its count set the compute term (0.5 s), and
+  # the record says the bytes (one pass) are a floor.
+  looped = analysis.roofline(50 * 1.97e12, xla, [], v5e)
+  assert looped["bounds"]["compute"] == pytest.approx(0.5) and looped["bound"] == "compute"
+  assert looped["loop_undercount"] == pytest.approx(50)
+  rec = {"program": "train", "topology": "v5e-8", "shapes": {}, "fits": "fits",
+         "memory": {k: 1 for k in ("argument", "output", "alias", "temp", "generated_code",
+                                   "total", "hbm")},
+         "xla": xla, "roofline": looped, "analytic_flops_per_chip": 50 * 1.97e12,
+         "collectives": []}
+  assert "50x its count" in cli_compile.report(rec) and "floor" in cli_compile.report(rec)
 
 
 def test_replica_groups_of_every_hlo_form():

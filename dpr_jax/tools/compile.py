@@ -190,6 +190,10 @@ def report(rec: dict) -> str:
                                                r["bounds"].items())
            + f" -> {r['seconds'] * 1e3:.2f} ms per step, {r['bound']}-bound, MFU "
            f"{r['mfu']:.0%} at best"]
+  if r.get("loop_undercount"):
+    lines.append(f"  XLA counted a loop body once (the analytic FLOPs are "
+                 f"{r['loop_undercount']:.0f}x its count), and its bytes accessed with it: the "
+                 "HBM term covers one pass, so the time above is a floor, not an estimate")
   for k, label in (("nq_recipe", "DPR's NQ recipe"), ("corpus", "the corpus")):
     if k in rec:
       lines.append(f"  {label}: {rec[k]['hours_at_best']:.2f} h at best "
