@@ -143,6 +143,34 @@ def test_grad_cache_keeps_temporaries_flat_as_the_batch_grows():
   assert temp[0, 64] > 0 and temp[2, 256] <= 1.05 * temp[2, 64], temp
 
 
+def test_max_batch_from_a_start_xla_refuses_counts_it_as_failing(monkeypatch):
+  """XLA refuses programs by its own budget (15.75 GiB on v5e), below the chip's 16 GiB: a
+  refused starting batch whose reported need is under 16 GiB must not count as fitting."""
+  from dpr_jax.tpu import programs
+  gib = analysis.GIB
+
+  def need(b):  # 15.92 GiB at 384 as XLA reported for nq.py in fp32; 0.02 GiB per example
+    return int((15.92 + (b - 384) * 0.02) * gib)
+
+  def compile_program(b, topo):
+    if need(b) > 15.75 * gib:
+      raise cli_compile.DoesNotFit("RESOURCE_EXHAUSTED", {"total": need(b)})
+    return b
+  monkeypatch.setattr(programs, "train_program", lambda config, mesh, b: b)
+  monkeypatch.setattr(cli_compile, "compile_program", compile_program)
+  monkeypatch.setattr(analysis, "memory", lambda b, chip: {"total": need(b)})
+  topo, mesh = _mesh("v5e:2x2")
+  a = cli_compile.parser().parse_args(["--topology", "v5e-4",
+                                        "--max_batch", "--batch_tolerance", "0.125"])
+  c = _config("--config.data.question_groups=1")
+  first = {"shapes": {"global_batch": 384}, "memory": {"total": need(384)}, "error": "refused"}
+  r = cli_compile.run_max_batch(a, c, mesh, topo, first)
+  # By hand: 15.75 GiB is reached at 384 - 0.17 / 0.02 = 375.5, so 372 (a multiple of 4) fits.
+  assert r["first_failing"] is not None and r["first_failing"] <= 384
+  assert 0 < r["max_batch"] <= 372 and need(r["max_batch"]) <= 15.75 * gib
+  assert r["first_failing"] - r["max_batch"] <= 0.125 * r["max_batch"]
+
+
 def test_roofline_by_hand_and_a_loop_counted_once():
   v5e = topology.CHIPS["v5e"]  # 197e12 bf16 FLOP/s, 819e9 B/s HBM, 400e9 B/s ICI
   xla = {"flops": 1.97e12, "bytes_accessed": 8.19e9, "optimal_seconds": -1.0}

@@ -230,7 +230,10 @@ def run_max_batch(a, config, mesh, topo, first: dict) -> dict:
     log.info("global batch %d: %.2f GiB per chip", b, t / analysis.GIB)
     return t
   b = first["shapes"]["global_batch"]
-  return max_batch.search(total, hbm, unit, b, known={b: first["memory"]["total"]},
+  t = first["memory"]["total"]
+  if "error" in first:  # refused by XLA: failing, whatever its own figure says
+    t = max(t, hbm + 1)
+  return max_batch.search(total, hbm, unit, b, known={b: t},
                           tolerance=a.batch_tolerance, growth=a.batch_growth)
 
 

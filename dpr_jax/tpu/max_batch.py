@@ -94,6 +94,8 @@ def search(total_bytes: Callable[[int], int], hbm: int, unit: int, start: int,
       # rematerialises to fit, the curve flattens, and a far guess costs host memory
       top = min(cap, max(int(growth * lo) // unit * unit, 2 * unit))
       guess = _predict(seen, hbm, unit, lo, top)
+      if tolerance:  # no finer than the tolerance asks: a step past the limit ends the search
+        guess = min(max(guess, lo + int(tolerance * lo) // unit * unit), top)
       if guess in seen:  # the curve lands on a compiled batch: step next to the fitting one
         guess = lo + unit
       if guess in seen or guess > top:
