@@ -221,19 +221,21 @@ def run_max_batch(a, config, mesh, topo, first: dict) -> dict:
   unit = sharding.batch_size_multiple(mesh) * max(config.data.question_groups,
                                                    config.train.grad_cache_chunk or 1)
 
+  def refused(t):  # refused by XLA: over its HBM budget, failing whatever the bytes say
+    return max(t, hbm + 1)
+
   def total(b):
     prog = programs.train_program(config, mesh, b)
     try:
       t = analysis.memory(compile_program(prog, topo), topo.chip)["total"]
-    except DoesNotFit as e:  # refused by XLA: over its HBM budget whatever the bytes say
-      t = max(e.memory["total"], hbm + 1)
+    except DoesNotFit as e:
+      t = refused(e.memory["total"])
     log.info("global batch %d: %.2f GiB per chip", b, t / analysis.GIB)
     return t
   b = first["shapes"]["global_batch"]
   t = first["memory"]["total"]
-  if "error" in first:  # refused by XLA: failing, whatever its own figure says
-    t = max(t, hbm + 1)
-  return max_batch.search(total, hbm, unit, b, known={b: t},
+  return max_batch.search(total, hbm, unit, b,
+                          known={b: refused(t) if "error" in first else t},
                           tolerance=a.batch_tolerance, growth=a.batch_growth)
 
 

@@ -38,6 +38,12 @@ def _predict(seen: dict[int, int], hbm: int, unit: int, lo: int, top: int) -> in
   return a * unit
 
 
+def _floor(lo: int, unit: int, tolerance: float) -> int:
+  """The smallest guess above the fitting `lo` worth compiling: the tolerance's step, or one
+  multiple."""
+  return lo + max(unit, int(tolerance * lo) // unit * unit)
+
+
 def _bracketed(seen: dict[int, int], hbm: int, unit: int, lo: int, hi: int,
                tolerance: float) -> int:
   """The next batch to compile strictly between the fitting `lo` and the failing `hi`."""
@@ -55,7 +61,7 @@ def _bracketed(seen: dict[int, int], hbm: int, unit: int, lo: int, hi: int,
     root = lo + (hi - lo) * (hbm - seen[lo]) / (seen[hi] - seen[lo])
   guess = int(root) // unit * unit
   ceiling = hi - max(unit, (hi - lo) // 4 // unit * unit)
-  floor = lo + max(unit, int(tolerance * lo) // unit * unit)
+  floor = _floor(lo, unit, tolerance)
   if floor > ceiling:  # a narrow bracket: its middle
     return min(max((lo + hi) // 2 // unit * unit, lo + unit), hi - unit)
   return min(max(guess, floor), ceiling)
@@ -95,7 +101,7 @@ def search(total_bytes: Callable[[int], int], hbm: int, unit: int, start: int,
       top = min(cap, max(int(growth * lo) // unit * unit, 2 * unit))
       guess = _predict(seen, hbm, unit, lo, top)
       if tolerance:  # no finer than the tolerance asks: a step past the limit ends the search
-        guess = min(max(guess, lo + int(tolerance * lo) // unit * unit), top)
+        guess = min(max(guess, _floor(lo, unit, tolerance)), top)
       if guess in seen:  # the curve lands on a compiled batch: step next to the fitting one
         guess = lo + unit
       if guess in seen or guess > top:
